@@ -1,0 +1,1 @@
+"""The pci-passthrough command."""

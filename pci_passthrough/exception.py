@@ -1,0 +1,104 @@
+"""The library's errors.
+
+Every error the library raises derives from PciPassthroughError.  A subclass
+sets msg_fmt; its keyword arguments fill it in, so a message always says what
+was wrong, where (option, entry, file, device, instance, port) and what
+would be right.
+"""
+
+from typing import Any
+
+
+class PciPassthroughError(Exception):
+    """Base class: formats ``msg_fmt % kwargs``."""
+
+    msg_fmt = "An unknown error occurred."
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError) as exc:
+                # A wrong format call is a bug in the library, but the
+                # caller still deserves the fields that were given.
+                message = f"{self.msg_fmt} ({kwargs!r}: {exc})"
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- configuration -------------------------------------------------------
+
+class ConfigError(PciPassthroughError):
+    msg_fmt = ("Invalid value for option [%(group)s] %(option)s, entry "
+               "%(entry)s: %(reason)s")
+
+
+class InvalidDeviceSpec(ConfigError):
+    pass
+
+
+class InvalidFlavor(ConfigError):
+    pass
+
+
+class UnknownFlavor(PciPassthroughError):
+    msg_fmt = "Unknown PCI flavor %(name)r; known flavors: %(known)s."
+
+
+# --- discovery -----------------------------------------------------------
+
+class SysfsRootError(PciPassthroughError):
+    msg_fmt = "Cannot scan sysfs root %(path)s: %(reason)s."
+
+
+class DeviceReadError(PciPassthroughError):
+    """One device could not be read; the scan skips it and records why."""
+
+    msg_fmt = "Cannot read device at %(path)s: %(reason)s."
+
+
+# --- claims, tracker, ledger ---------------------------------------------
+
+class InvalidInstanceId(PciPassthroughError):
+    msg_fmt = ("Invalid instance id %(value)r: expected a canonical UUID "
+               "such as 4f1a2b3c-0000-4000-8000-00000000abcd.")
+
+
+class InvalidPortRequest(PciPassthroughError):
+    msg_fmt = "Invalid request for port %(port)s: %(reason)s."
+
+
+class ClaimFailed(PciPassthroughError):
+    msg_fmt = ("Cannot claim a device for instance %(instance)s port "
+               "%(port)s (flavor %(flavor)s): %(reason)s.")
+
+
+class LedgerError(PciPassthroughError):
+    msg_fmt = "Claims ledger %(path)s is unusable: %(reason)s."
+
+
+# --- networks and the libvirt driver -------------------------------------
+
+class InvalidNetdevName(PciPassthroughError):
+    msg_fmt = ("Invalid netdev name %(name)r for device %(device)s: "
+               "%(reason)s.")
+
+
+class NetworkDriverError(PciPassthroughError):
+    msg_fmt = ("Network %(network)s for instance %(instance)s port "
+               "%(port)s: %(reason)s.")
+
+
+class NetworkDriverNotFound(PciPassthroughError):
+    msg_fmt = ("Unknown network driver %(name)r in option "
+               "[pci_passthrough] network_driver; installed drivers: "
+               "%(known)s.")
+
+
+class MigrationRefused(PciPassthroughError):
+    msg_fmt = ("This host cannot receive instance %(instance)s: "
+               "%(reason)s. Nothing was claimed or defined here.")

@@ -1,0 +1,128 @@
+"""The [pci_passthrough] options.
+
+Options are declared once, here; library code receives a ConfigOpts on
+which register_opts() has been called and never reads the global cfg.CONF.
+list_opts() is the oslo.config.opts entry point that oslo-config-generator
+uses to write etc/pci_passthrough.conf.sample.
+"""
+
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+GROUP = "pci_passthrough"
+
+pci_passthrough_group = cfg.OptGroup(
+    GROUP,
+    title="SR-IOV network passthrough",
+    help="Which SR-IOV devices this host may assign, the PCI flavors that "
+         "ask for them, and how their per-instance networks are made.",
+)
+
+discovery_opts = [
+    cfg.StrOpt(
+        "sysfs_root",
+        default="/sys",
+        help="Root of the sysfs tree to scan for SR-IOV devices. Only tests "
+             "and demos point it elsewhere.",
+    ),
+    cfg.MultiStrOpt(
+        "device_spec",
+        default=[],
+        help="Which devices may be assigned, in the syntax of Nova's "
+             "[pci] device_spec: a JSON object or a JSON list of objects "
+             "with vendor_id, product_id, address (a glob string or a dict "
+             "of regular expressions) or devname; every other key is a tag "
+             "attached to the matching devices. A PF's address or devname "
+             "also covers its VFs. The first matching spec decides. The "
+             "option may be given several times.",
+    ),
+]
+
+flavor_opts = [
+    cfg.MultiStrOpt(
+        "flavor",
+        default=[],
+        help="A PCI flavor, as a JSON object with a \"name\" and the "
+             "attributes a device must have: the keys of Nova's [pci] "
+             "alias (vendor_id, product_id, device_type, numa_policy) and "
+             "any tag that device_spec attaches. Flavors with the same "
+             "name are alternatives. The option may be given several "
+             "times.",
+    ),
+    cfg.ListOpt(
+        "special_attributes",
+        default=["group"],
+        help="Attributes that never match by accident: a device carrying "
+             "one of them is given only to a flavor that names that "
+             "attribute with an equal value.",
+    ),
+    cfg.StrOpt(
+        "state_path",
+        default="/var/lib/pci_passthrough/claims.sqlite3",
+        help="SQLite file recording every claim and free, so that a "
+             "restarted agent has exactly the allocations it had.",
+    ),
+]
+
+network_opts = [
+    cfg.StrOpt(
+        "network_driver",
+        default="libvirt_macvtap",
+        help="Network driver plugin, by its name in the entry point "
+             "namespace pci_passthrough.network_drivers.",
+    ),
+    cfg.StrOpt(
+        "network_name_prefix",
+        default="pcipt-",
+        regex=r"^[A-Za-z0-9_.-]{1,24}$",
+        help="Prefix of the per-instance network names "
+             "(<prefix><instance uuid>-<port index>). Networks carrying it "
+             "belong to this library: reconciliation deletes those whose "
+             "instance holds no claim.",
+    ),
+]
+
+
+def _all_opts() -> list[cfg.Opt]:
+    # The network drivers' own options live beside their code and join
+    # the same group.
+    from pci_passthrough.network import driver_config_opts
+
+    return [*discovery_opts, *flavor_opts, *network_opts,
+            *driver_config_opts()]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the [pci_passthrough] options on ``conf``."""
+    conf.register_group(pci_passthrough_group)
+    conf.register_opts(_all_opts(), group=pci_passthrough_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    """Entry point for oslo-config-generator."""
+    return [(pci_passthrough_group, _all_opts())]
+
+
+def set_defaults(
+    conf: cfg.ConfigOpts,
+    *,
+    sysfs_root: str | None = None,
+    state_path: str | None = None,
+    special_attributes: Sequence[str] | None = None,
+    network_driver: str | None = None,
+    network_name_prefix: str | None = None,
+) -> None:
+    """Change option defaults for a consuming service.
+
+    register_opts(conf) must have been called first.
+    """
+    for name, value in (
+        ("sysfs_root", sysfs_root),
+        ("state_path", state_path),
+        ("special_attributes", special_attributes),
+        ("network_driver", network_driver),
+        ("network_name_prefix", network_name_prefix),
+    ):
+        if value is not None:
+            conf.set_default(name, value, group=GROUP)
