@@ -12,12 +12,20 @@ from oslo_config import cfg
 
 GROUP = "pci_passthrough"
 
-pci_passthrough_group = cfg.OptGroup(
-    GROUP,
-    title="SR-IOV network passthrough",
-    help="Which SR-IOV devices this host may assign, the PCI flavors that "
-         "ask for them, and how their per-instance networks are made.",
-)
+
+
+def _group() -> cfg.OptGroup:
+    # A new OptGroup per ConfigOpts: register_group() copies the group only
+    # shallowly, so a shared one would share option overrides between
+    # ConfigOpts instances.
+    return cfg.OptGroup(
+        GROUP,
+        title="SR-IOV network passthrough",
+        help="Which SR-IOV devices this host may assign, the PCI flavors "
+             "that ask for them, and how their per-instance networks are "
+             "made.",
+    )
+
 
 discovery_opts = [
     cfg.StrOpt(
@@ -95,13 +103,14 @@ def _all_opts() -> list[cfg.Opt]:
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the [pci_passthrough] options on ``conf``."""
-    conf.register_group(pci_passthrough_group)
-    conf.register_opts(_all_opts(), group=pci_passthrough_group)
+    group = _group()
+    conf.register_group(group)
+    conf.register_opts(_all_opts(), group=group)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(pci_passthrough_group, _all_opts())]
+    return [(_group(), _all_opts())]
 
 
 def set_defaults(

@@ -1,0 +1,28 @@
+"""Run every benchmark in this folder (bench_*.py) and print its figures.
+
+    tox -e bench                  # all of them
+    tox -e bench -- scan tracker  # only bench_scan.py and bench_tracker.py
+"""
+
+import pathlib
+import subprocess
+import sys
+
+
+def main(argv: list[str]) -> int:
+    here = pathlib.Path(__file__).resolve().parent
+    scripts = sorted(here.glob("bench_*.py"))
+    if argv:
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in argv]
+    if not scripts:
+        print(f"no benchmark matches {argv}", file=sys.stderr)
+        return 2
+    failed = 0
+    for script in scripts:
+        print(f"=== {script.name}", flush=True)
+        failed |= subprocess.call([sys.executable, str(script)]) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
