@@ -1,0 +1,296 @@
+"""The scanner over real trees (files and symlinks in tmp_path), one test
+per edge case of the kernel's layout."""
+
+import os
+import pathlib
+
+import pytest
+
+from pci_passthrough import exception, sysfs_scan
+from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF
+from pci_passthrough.fixtures import sysfs_tree as st
+
+
+def build(tmp_path: pathlib.Path, *pfs: st.PfLayout) -> st.BuiltTree:
+    return st.build_tree(tmp_path / "sys", st.HostLayout(pfs))
+
+
+def by_addr(result: sysfs_scan.ScanResult) -> dict:  # type: ignore[type-arg]
+    return result.by_address()
+
+
+def test_intel_82599_pf_and_vfs_as_the_kernel_shows_them(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-82599", "0000:04:00.0",
+                                       numvfs=2, vf_drivers={1: "vfio-pci"},
+                                       netdev="ens1f0"))
+    result = sysfs_scan.scan(tree.root)
+    assert result.errors == ()
+    pf, vf0, vf1 = result.devices
+    assert (pf.address, pf.dev_type, pf.vendor_id, pf.product_id) == (
+        "0000:04:00.0", DEV_TYPE_PF, "8086", "10fb")
+    assert (pf.totalvfs, pf.numvfs, pf.driver, pf.netdev) == (
+        63, 2, "ixgbe", "ens1f0")
+    assert pf.class_code == "020000" and pf.numa_node == 0
+    # 82599: offset 128, stride 2 -> 04:10.0 and 04:10.2.
+    assert (vf0.address, vf1.address) == ("0000:04:10.0", "0000:04:10.2")
+    assert (vf0.dev_type, vf0.product_id, vf0.parent_addr, vf0.vf_index,
+            vf0.driver, vf0.netdev, vf0.pf_netdev) == (
+        DEV_TYPE_VF, "10ed", "0000:04:00.0", 0, "ixgbevf", "ens1f0v0",
+        "ens1f0")
+    assert vf0.mac and vf0.link_state == "up"
+    assert isinstance(vf0.iommu_group, int)
+    # On vfio-pci a VF has no net/: it cannot back a macvtap interface.
+    assert (vf1.driver, vf1.netdev, vf1.mac) == ("vfio-pci", None, None)
+
+
+@pytest.mark.parametrize("numa_node,numa_file,expected", [
+    (1, True, 1), (None, True, None), (0, False, None)])
+def test_numa_node_unknown_or_absent_is_none(tmp_path, numa_node,
+                                             numa_file, expected):
+    tree = build(tmp_path, st.PfLayout("intel-x710", "0000:3b:00.0",
+                                       numvfs=1, numa_node=numa_node,
+                                       numa_file=numa_file))
+    assert {d.numa_node for d in sysfs_scan.scan(tree.root).devices} == {
+        expected}
+
+
+def test_totalvfs_zero_is_not_an_sriov_pf(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-x710", "0000:3b:00.0",
+                                       numvfs=0, totalvfs=0))
+    assert sysfs_scan.scan(tree.root).devices == ()
+
+
+def test_numvfs_zero_reports_the_pf_alone(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-x710", "0000:3b:00.0",
+                                       numvfs=0))
+    (pf,) = sysfs_scan.scan(tree.root).devices
+    assert (pf.numvfs, pf.totalvfs) == (0, 64)
+
+
+def test_numvfs_ahead_of_the_virtfn_links_reports_the_linked_vfs(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=4, vf_links=2))
+    result = sysfs_scan.scan(tree.root)
+    pf = result.devices[0]
+    assert pf.numvfs == 4
+    assert [d.vf_index for d in result.devices[1:]] == [0, 1]
+    assert result.errors == ()
+
+
+def test_virtfn_links_are_ordered_numerically(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=12))
+    vfs = sysfs_scan.scan(tree.root).devices[1:]
+    assert [v.vf_index for v in vfs] == list(range(12))
+    # vf_index follows the virtfn number, not text order of the links.
+    for vf in vfs:
+        link = tree.device_dir("0000:5e:00.0") / f"virtfn{vf.vf_index}"
+        assert os.readlink(link).endswith(vf.address)
+
+
+def test_deep_topology_is_resolved_not_counted(tmp_path):
+    tree = build(tmp_path, st.PfLayout("mellanox-cx5", "0000:af:00.0",
+                                       numvfs=2, bridges=4))
+    assert len(tree.device_dir("0000:af:00.0").relative_to(
+        tree.root).parts) == 7
+    result = sysfs_scan.scan(tree.root)
+    assert [d.address for d in result.devices] == [
+        "0000:af:00.0", "0000:af:00.2", "0000:af:00.3"]
+    assert {d.driver for d in result.devices} == {"mlx5_core"}
+
+
+def test_vf_without_driver_has_no_netdev(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-x710", "0000:3b:00.0",
+                                       numvfs=2, vf_drivers={0: None}))
+    vf0, vf1 = sysfs_scan.scan(tree.root).devices[1:]
+    assert (vf0.driver, vf0.netdev) == (None, None)
+    assert vf1.netdev is not None
+
+
+def test_switchdev_pf_picks_the_uplink_never_a_representor(tmp_path):
+    tree = build(tmp_path, st.PfLayout("mellanox-cx6dx", "0000:5e:00.0",
+                                       numvfs=3, switchdev=True,
+                                       netdev="enp94s0f0np0"))
+    net = tree.device_dir("0000:5e:00.0") / "net"
+    names = sorted(os.listdir(net))
+    assert len(names) == 4
+    result = sysfs_scan.scan(tree.root)
+    pf = result.devices[0]
+    assert (pf.netdev, pf.phys_port_name) == ("enp94s0f0np0", "p0")
+    assert [v.netdev for v in result.devices[1:]] == [
+        "enp94s0f0np0v0", "enp94s0f0np0v1", "enp94s0f0np0v2"]
+    assert all(v.pf_netdev == "enp94s0f0np0" for v in result.devices[1:])
+
+
+def test_uplink_found_when_listing_order_puts_it_last(tmp_path):
+    tree = build(tmp_path, st.PfLayout("mellanox-cx6dx", "0000:5e:00.0",
+                                       numvfs=2, switchdev=True,
+                                       netdev="zz0"))
+    names = sorted(os.listdir(tree.device_dir("0000:5e:00.0") / "net"))
+    assert names[-1] == "zz0"
+    assert sysfs_scan.scan(tree.root).devices[0].netdev == "zz0"
+
+
+@pytest.mark.parametrize("attribute", ["phys_port_name", "phys_switch_id",
+                                       "speed"])
+def test_optional_netdev_files_that_fail_to_read_are_none(tmp_path,
+                                                          attribute):
+    tree = build(tmp_path, st.PfLayout("intel-82599", "0000:04:00.0",
+                                       numvfs=1, netdev="ens1f0"))
+    st.make_unreadable(tree.device_dir("0000:04:00.0") / "net" / "ens1f0"
+                       / attribute)
+    result = sysfs_scan.scan(tree.root)
+    assert result.errors == ()
+    pf = result.devices[0]
+    assert pf.netdev == "ens1f0"
+    if attribute != "speed":
+        assert getattr(pf, attribute) is None
+
+
+def test_junk_in_an_optional_count_is_ignored(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-82599", "0000:04:00.0",
+                                       numvfs=1))
+    st.write_junk(tree.device_dir("0000:04:00.0") / "numa_node")
+    pf = sysfs_scan.scan(tree.root).devices[0]
+    assert pf.numa_node is None
+
+
+def test_junk_vendor_skips_only_that_device(tmp_path):
+    tree = build(tmp_path,
+                 st.PfLayout("intel-82599", "0000:04:00.0", numvfs=1),
+                 st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=1))
+    st.write_junk(tree.device_dir("0000:04:00.0") / "vendor")
+    result = sysfs_scan.scan(tree.root)
+    assert [d.address for d in result.devices] == [
+        "0000:3b:00.0", "0000:3b:02.0"]
+    (issue,) = result.errors
+    assert issue.path.endswith("0000:04:00.0/vendor")
+    assert "not a hex id" in issue.reason
+
+
+def test_pf_without_netdev(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=1, netdev=None))
+    pf, vf = sysfs_scan.scan(tree.root).devices
+    assert (pf.netdev, pf.mac) == (None, None)
+    assert vf.netdev is not None and vf.pf_netdev is None
+
+
+def test_vf_vanishing_mid_scan_is_skipped_and_reported(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=3))
+    st.vanish(tree, "0000:5e:01.1")
+    result = sysfs_scan.scan(tree.root)
+    assert [d.address for d in result.devices] == [
+        "0000:5e:00.0", "0000:5e:01.0", "0000:5e:01.2"]
+    (issue,) = result.errors
+    assert "0000:5e:01.1" in issue.path
+
+
+def test_pf_vanishing_mid_scan_does_not_break_the_scan(tmp_path):
+    tree = build(tmp_path,
+                 st.PfLayout("intel-82599", "0000:04:00.0", numvfs=1),
+                 st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=1))
+    st.vanish(tree, "0000:04:00.0")
+    result = sysfs_scan.scan(tree.root)
+    assert [d.address for d in result.devices] == [
+        "0000:3b:00.0", "0000:3b:02.0"]
+
+
+def test_link_escaping_the_root_is_refused(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=2))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    st.escape_link(tree.device_dir("0000:5e:00.0") / "virtfn1",
+                   str(outside / "0000:5e:01.1"))
+    result = sysfs_scan.scan(tree.root)
+    assert "0000:5e:01.1" not in result.by_address()
+    (issue,) = result.errors
+    assert "outside the sysfs root" in issue.reason
+
+
+@pytest.mark.parametrize("address", ["0001:81:00.0", "10000:01:00.0"])
+def test_non_zero_and_vmd_domains(tmp_path, address):
+    tree = build(tmp_path, st.PfLayout("intel-e810", address, numvfs=2))
+    result = sysfs_scan.scan(tree.root)
+    assert result.devices[0].address == address
+    assert all(d.address.startswith(address.split(":")[0] + ":")
+               for d in result.devices)
+
+
+def test_domains_sort_numerically(tmp_path):
+    tree = build(tmp_path,
+                 st.PfLayout("intel-e810", "10000:01:00.0", numvfs=0,
+                             netdev="vmd0"),
+                 st.PfLayout("intel-e810", "ffff:01:00.0", numvfs=0))
+    assert [d.address for d in sysfs_scan.scan(tree.root).devices] == [
+        "ffff:01:00.0", "10000:01:00.0"]
+
+
+@pytest.mark.parametrize("hex_prefix,upper", [(True, False), (False, False),
+                                              (True, True), (False, True)])
+def test_hex_with_or_without_0x_in_any_case(tmp_path, hex_prefix, upper):
+    tree = build(tmp_path, st.PfLayout("mellanox-cx6dx", "0000:5e:00.0",
+                                       numvfs=1, hex_prefix=hex_prefix,
+                                       upper_hex=upper))
+    pf, vf = sysfs_scan.scan(tree.root).devices
+    assert (pf.vendor_id, pf.product_id, vf.product_id) == (
+        "15b3", "101d", "101e")
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(exception.SysfsRootError,
+                       match=r"no-such-dir.*no such directory"):
+        sysfs_scan.scan(tmp_path / "no-such-dir")
+
+
+def test_root_without_pci_bus_is_a_clear_error(tmp_path):
+    with pytest.raises(exception.SysfsRootError,
+                       match=r"bus/pci/devices cannot be listed"):
+        sysfs_scan.scan(tmp_path)
+
+
+def test_reads_are_bounded(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=1))
+    big = tree.device_dir("0000:5e:00.0") / "numa_node"
+    big.write_text("1" + " " * 100_000 + "junk")
+    # Only the first 4 KiB is read: the trailing junk is never seen.
+    assert sysfs_scan.scan(tree.root).devices[0].numa_node == 1
+
+
+def test_reader_counts_calls_per_vf(tmp_path):
+    tree = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                       numvfs=64, totalvfs=64))
+    reader = sysfs_scan.SysfsReader()
+    sysfs_scan.scan(tree.root, reader=reader)
+    # The benchmark's budget: at most 10 file system calls per VF.
+    assert reader.calls / 64 <= 10
+
+
+def test_diff_scans_reports_added_removed_and_changed(tmp_path):
+    first = build(tmp_path, st.PfLayout("intel-e810", "0000:5e:00.0",
+                                        numvfs=2))
+    before = sysfs_scan.scan(first.root)
+    second = st.build_tree(tmp_path / "sys2", st.HostLayout((
+        st.PfLayout("intel-e810", "0000:5e:00.0", numvfs=3,
+                    vf_drivers={0: "vfio-pci"}),)))
+    after = sysfs_scan.scan(second.root)
+    diff = sysfs_scan.diff_scans(before, after)
+    assert [d.address for d in diff.added] == ["0000:5e:01.2"]
+    assert diff.removed == ()
+    changed = {old.address for old, _ in diff.changed}
+    assert "0000:5e:01.0" in changed  # moved to vfio-pci
+    assert sysfs_scan.diff_scans(after, before).removed == diff.added
+    assert not sysfs_scan.diff_scans(after, after)
+
+
+def test_real_sys_scans_without_error():
+    # This machine's own /sys: whatever it has, the scan completes.
+    if not os.path.isdir("/sys/bus/pci/devices"):
+        pytest.skip("no /sys/bus/pci/devices on this machine")
+    result = sysfs_scan.scan("/sys")
+    assert result.sysfs_root == "/sys"
+    assert all(d.dev_type in (DEV_TYPE_PF, DEV_TYPE_VF)
+               for d in result.devices)
