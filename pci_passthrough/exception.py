@@ -93,6 +93,11 @@ class NetworkDriverError(PciPassthroughError):
                "%(port)s: %(reason)s.")
 
 
+class NetworkOperationFailed(PciPassthroughError):
+    msg_fmt = ("Cannot %(operation)s network %(network)s: %(reason)s "
+               "(libvirt error code %(code)s).")
+
+
 class NetworkDriverNotFound(PciPassthroughError):
     msg_fmt = ("Unknown network driver %(name)r in option "
                "[pci_passthrough] network_driver; installed drivers: "

@@ -20,7 +20,7 @@ from pci_passthrough import exception, opts
 LOG = logging.getLogger(__name__)
 
 # The modules of pci_passthrough.cli that contribute subcommands.
-COMMAND_MODULES = ("scan", "claims", "demo")
+COMMAND_MODULES = ("scan", "demo")
 
 
 def _add_command_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,6 +35,8 @@ def build_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     logging.register_options(conf)
+    # Logs go to stderr: stdout carries the tables and JSON scripts read.
+    conf.set_default("use_stderr", True)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command",
         title="Commands",

@@ -160,5 +160,5 @@ def test_normalize_address_round_trips(dom, bus, slot, func, prefix, upper):
 @pytest.mark.parametrize("text", ["0000:0a:00", "0a:00.0", "0000:0a:20.0",
                                   "0000:0a:00.8", "junk"])
 def test_normalize_address_refuses_partial_or_invalid(text):
-    with pytest.raises(ValueError, match="PCI address|over"):
+    with pytest.raises(ValueError, match=r"PCI address|over"):
         normalize_address(text)
