@@ -33,6 +33,15 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing
 fi
 
+if [ "$what" = test ] && [ "$(id -u)" = 0 ]; then
+  # libvirtd refuses to start without the packaged QEMU user and groups,
+  # which only libvirt-daemon-system (with systemd units) would create.
+  getent group kvm >/dev/null || groupadd -r kvm
+  getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+  id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm \
+    -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+fi
+
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip 'tox>=4'
 
