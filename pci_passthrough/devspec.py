@@ -153,7 +153,7 @@ def _parse_object(obj: Mapping[str, Any]) -> DeviceSpec:
     for key, value in obj.items():
         if key in _SELECTORS:
             continue
-        tags[key] = _tag_value(key, value)
+        tags[key] = tag_value(key, value)
     return DeviceSpec(
         vendor_id=_id(obj, "vendor_id"), product_id=_id(obj, "product_id"),
         address=address, devname=devname, tags=tags, exact_address=exact)
@@ -171,7 +171,8 @@ def _id(obj: Mapping[str, Any], key: str) -> str | None:
     return f"{int(match.group(1), 16):04x}"
 
 
-def _tag_value(key: str, value: Any) -> str:
+def tag_value(key: str, value: Any) -> str:
+    """A tag's value as text; boolean-like tags normalised."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (str, int, float)):

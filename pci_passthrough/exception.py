@@ -77,6 +77,10 @@ class ClaimFailed(PciPassthroughError):
                "%(port)s (flavor %(flavor)s): %(reason)s.")
 
 
+class DeviceAlreadyClaimed(PciPassthroughError):
+    msg_fmt = "Device %(address)s is already held by %(holder)s."
+
+
 class LedgerError(PciPassthroughError):
     msg_fmt = "Claims ledger %(path)s is unusable: %(reason)s."
 

@@ -1,0 +1,145 @@
+"""What callers ask the tracker for, and what it answers."""
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pci_passthrough import exception
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PortRequest:
+    """One guest port's request: a flavor name or an inline spec.
+
+    :param index: the port's index on the instance (names its network).
+    :param flavor: a configured flavor name.
+    :param spec: an inline spec, an anonymous flavor under the same rules.
+    :param mac: the guest MAC address of the port.
+    :param vlan: a VLAN id, carried in the port's network.
+    :param needs_netdev: the port backs a macvtap interface, so it needs a
+        VF with a netdev (not on vfio-pci, not driverless).
+    """
+
+    index: int
+    flavor: str | None = None
+    spec: Mapping[str, Any] | None = None
+    mac: str | None = None
+    vlan: int | None = None
+    needs_netdev: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(reason: str) -> exception.InvalidPortRequest:
+            return exception.InvalidPortRequest(port=self.index,
+                                                reason=reason)
+
+        if (not isinstance(self.index, int) or isinstance(self.index, bool)
+                or not 0 <= self.index <= 9999):
+            raise bad("the index must be an integer from 0 to 9999")
+        if (self.flavor is None) == (self.spec is None):
+            raise bad("give exactly one of flavor and spec")
+        if self.mac is not None:
+            if not isinstance(self.mac, str) or not _MAC.match(
+                    self.mac.lower()):
+                raise bad(f"MAC {self.mac!r} is not six colon-separated "
+                          f"hex bytes")
+            object.__setattr__(self, "mac", self.mac.lower())
+        if self.vlan is not None and (
+                not isinstance(self.vlan, int) or isinstance(self.vlan, bool)
+                or not 1 <= self.vlan <= 4094):
+            raise bad(f"VLAN {self.vlan!r} is not from 1 to 4094")
+        if self.spec is not None:
+            object.__setattr__(self, "spec", dict(self.spec))
+
+    def to_json(self) -> str:
+        return json.dumps({"flavor": self.flavor, "spec": self.spec,
+                           "mac": self.mac, "vlan": self.vlan,
+                           "needs_netdev": self.needs_netdev},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, index: int, text: str) -> "PortRequest":
+        data = json.loads(text)
+        return cls(index=index, flavor=data.get("flavor"),
+                   spec=data.get("spec"), mac=data.get("mac"),
+                   vlan=data.get("vlan"),
+                   needs_netdev=data.get("needs_netdev", True))
+
+    @property
+    def label(self) -> str:
+        """The flavor as shown in messages."""
+        return self.flavor if self.flavor is not None else \
+            f"inline {json.dumps(self.spec, sort_keys=True)}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Allocation:
+    """A device held by one port of one instance."""
+
+    instance_uuid: str
+    port_index: int
+    address: str
+    netdev: str | None
+    flavor: str | None
+    state: str
+    mac: str | None = None
+    vlan: int | None = None
+    parent_addr: str | None = None
+    #: The device is no longer in sysfs; it is dropped when freed.
+    vanished: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceVerdict:
+    address: str
+    match: bool
+    reason: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why each device does or does not serve ``count`` of a flavor."""
+
+    flavor: str
+    count: int
+    satisfiable: bool
+    devices: tuple[DeviceVerdict, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"flavor": self.flavor, "count": self.count,
+                "satisfiable": self.satisfiable,
+                "devices": [{"address": d.address, "match": d.match,
+                             "reason": d.reason} for d in self.devices]}
+
+    def summary(self) -> str:
+        """The reasons devices do not match, most common first."""
+        counts: dict[str, int] = {}
+        for dev in self.devices:
+            if not dev.match and dev.reason:
+                # Name the kind of reason, not each device's values.
+                key = dev.reason.split(";")[0]
+                counts[key] = counts.get(key, 0) + 1
+        matching = sum(1 for d in self.devices if d.match)
+        parts = [f"{matching} free matching device(s) for {self.count} "
+                 f"wanted"]
+        parts += [f"{reason} ({n} device{'s' if n > 1 else ''})"
+                  for reason, n in sorted(counts.items(),
+                                          key=lambda kv: -kv[1])]
+        return "; ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpdateReport:
+    """What a (re)scan changed in the tracker."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    #: Devices that disappeared while held: kept until freed.
+    vanished_in_use: tuple[str, ...]

@@ -1,0 +1,111 @@
+"""pci-passthrough explain, claims, claim and free: the tracker for
+operators and scripts. They share the agent's ledger (option state_path),
+so what they show and change is what the agent sees."""
+
+import argparse
+from collections.abc import Callable
+
+from oslo_config import cfg
+
+from pci_passthrough.claims import Allocation, PortRequest
+from pci_passthrough.cli import output
+from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
+from pci_passthrough.instance_id import canonical_uuid
+from pci_passthrough.tracker import HostTracker
+
+Action = Callable[[cfg.ConfigOpts], int]
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def parser(name: str, help_text: str,
+               action: Action) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = subparsers.add_parser(
+            name, help=help_text)
+        add_sysfs_root_argument(p)
+        output.add_format_argument(p)
+        p.set_defaults(action_fn=action)
+        return p
+
+    p = parser("explain", "Say for every device whether it serves a "
+                          "flavor, and if not, why.", run_explain)
+    p.add_argument("flavor", metavar="FLAVOR")
+    p.add_argument("--count", type=int, default=1,
+                   help="How many devices the request wants (default 1).")
+    parser("claims", "List who holds which device.", run_claims)
+    p = parser("claim", "Claim one device per flavor for an instance, all "
+                        "or nothing.", run_claim)
+    p.add_argument("instance", metavar="INSTANCE_UUID")
+    p.add_argument("flavors", metavar="FLAVOR[,FLAVOR...]",
+                   help="One flavor per port; port indexes follow the "
+                        "order.")
+    p = parser("free", "Free every device an instance holds.", run_free)
+    p.add_argument("instance", metavar="INSTANCE_UUID")
+
+
+def _tracker(conf: cfg.ConfigOpts) -> HostTracker:
+    tracker, _ = HostTracker.from_conf(conf, sysfs_root(conf))
+    return tracker
+
+
+def _print_allocations(conf: cfg.ConfigOpts,
+                       allocs: list[Allocation]) -> None:
+    if conf.command.format == "json":
+        output.print_json({"allocations": [a.as_dict() for a in allocs]})
+        return
+    output.print_table(
+        ("INSTANCE", "PORT", "ADDRESS", "NETDEV", "FLAVOR", "STATE"),
+        [(a.instance_uuid, a.port_index, a.address, a.netdev,
+          a.flavor or "(inline)",
+          a.state + (" (vanished)" if a.vanished else ""))
+         for a in allocs])
+
+
+def run_explain(conf: cfg.ConfigOpts) -> int:
+    tracker = _tracker(conf)
+    try:
+        result = tracker.explain(conf.command.flavor,
+                                 count=conf.command.count)
+    finally:
+        tracker.close()
+    if conf.command.format == "json":
+        output.print_json(result.as_dict())
+        return 0
+    output.print_table(("ADDRESS", "MATCH", "REASON"),
+                       [(d.address, d.match, d.reason)
+                        for d in result.devices])
+    verdict = "can" if result.satisfiable else "CANNOT"
+    print(f"This host {verdict} serve {result.count} x flavor "
+          f"{result.flavor}.")
+    return 0
+
+
+def run_claims(conf: cfg.ConfigOpts) -> int:
+    tracker = _tracker(conf)
+    try:
+        _print_allocations(conf, tracker.allocations())
+    finally:
+        tracker.close()
+    return 0
+
+
+def run_claim(conf: cfg.ConfigOpts) -> int:
+    instance = canonical_uuid(conf.command.instance)
+    names = [n.strip() for n in conf.command.flavors.split(",")]
+    ports = [PortRequest(index=i, flavor=name)
+             for i, name in enumerate(names)]
+    tracker = _tracker(conf)
+    try:
+        _print_allocations(conf, tracker.claim(instance, ports))
+    finally:
+        tracker.close()
+    return 0
+
+
+def run_free(conf: cfg.ConfigOpts) -> int:
+    instance = canonical_uuid(conf.command.instance)
+    tracker = _tracker(conf)
+    try:
+        _print_allocations(conf, tracker.free(instance))
+    finally:
+        tracker.close()
+    return 0

@@ -1,0 +1,90 @@
+"""Does a device (or a pool of alike devices) serve a flavor, and if not,
+why.
+
+The steps run in a fixed order and the first that drops a candidate gives
+the reason an operator sees in ``explain``; claims use the same steps, so
+the two never disagree.
+
+1. PFs are given only to a flavor asking for device_type type-PF.
+2. Every attribute the flavor names must be equal on the device.
+3. Special attributes: a device carrying one is given only to a flavor
+   that names it (with an equal value, which step 2 checked).
+"""
+
+from collections.abc import Collection, Mapping
+
+from pci_passthrough.device import DEV_TYPE_PF, PciDevice
+from pci_passthrough.flavors import FlavorSpec
+
+Attrs = Mapping[str, str]
+
+
+def device_attrs(dev: PciDevice, tags: Mapping[str, str]) -> dict[str, str]:
+    """The attributes a flavor can name, normalised for comparison: ids
+    and tag values in lower case."""
+    attrs = {k: str(v).lower() for k, v in tags.items()}
+    attrs.update(vendor_id=dev.vendor_id, product_id=dev.product_id,
+                 dev_type=dev.dev_type, address=dev.address)
+    if dev.numa_node is not None:
+        attrs["numa_node"] = str(dev.numa_node)
+    return attrs
+
+
+def attribute_mismatch(flavor: FlavorSpec, attrs: Attrs,
+                       special: Collection[str],
+                       ignore: Collection[str] = ()) -> str | None:
+    """The first reason ``attrs`` do not serve ``flavor``; None if they do.
+
+    :param ignore: attributes not decided here (a pool leaves the address
+        to its devices).
+    """
+    if attrs.get("dev_type") == DEV_TYPE_PF and \
+            flavor.get("dev_type") != DEV_TYPE_PF:
+        return "a PF, and the flavor does not ask for device_type type-PF"
+    for key, wanted in flavor.attrs:
+        if key in ignore:
+            continue
+        have = attrs.get(key)
+        if have != wanted:
+            shown = "device_type" if key == "dev_type" else key
+            if have is None:
+                return f"has no {shown}; the flavor asks for {wanted}"
+            return f"{shown} is {have}; the flavor asks for {wanted}"
+    names = flavor.keys
+    for key in sorted(special):
+        if key in attrs and key not in names:
+            return (f"carries the special attribute {key}={attrs[key]}, "
+                    f"which the flavor does not name")
+    return None
+
+
+def first_mismatch(specs: tuple[FlavorSpec, ...], attrs: Attrs,
+                   special: Collection[str],
+                   ignore: Collection[str] = ()) -> str | None:
+    """None when any alternative of the flavor matches, else the reason
+    the first alternative gives."""
+    reasons = []
+    for spec in specs:
+        reason = attribute_mismatch(spec, attrs, special, ignore)
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return reasons[0] if reasons else "the flavor has no alternatives"
+
+
+def numa_mismatch(policy: str | None, numa_node: int | None,
+                  cells: Collection[int] | None) -> str | None:
+    """Nova's NUMA policies for an instance confined to ``cells``:
+    required takes only those cells' devices; legacy (the default) also
+    devices without NUMA information; preferred takes any device (the
+    caller prefers the cells' ones)."""
+    if cells is None or policy == "preferred":
+        return None
+    if numa_node is not None and numa_node in cells:
+        return None
+    if numa_node is None and policy != "required":
+        return None
+    where = "no NUMA node" if numa_node is None else f"NUMA node {numa_node}"
+    return (f"on {where}; the instance's cells are "
+            f"{', '.join(map(str, sorted(cells)))} (numa_policy "
+            f"{policy or 'legacy'})")

@@ -1,0 +1,96 @@
+"""explain, claims, claim and free from the command line."""
+
+import json
+
+import pytest
+
+from pci_passthrough.cli import main
+from pci_passthrough.fixtures import sysfs_tree as st
+
+INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
+
+
+@pytest.fixture
+def conf(tmp_path):
+    root = tmp_path / "sys"
+    st.build_tree(root, st.HostLayout((
+        st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3,
+                    netdev="ens1f0", vf_drivers={2: "vfio-pci"}),
+        st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=2,
+                    netdev="ens2f0np0", switchdev=True),
+    )))
+    path = tmp_path / "pci.conf"
+    path.write_text("\n".join([
+        "[pci_passthrough]",
+        f"sysfs_root = {root}",
+        f"state_path = {tmp_path / 'claims.db'}",
+        'device_spec = {"vendor_id": "8086", "product_id": "154c", '
+        '"physical_network": "physnet1"}',
+        'device_spec = {"vendor_id": "15b3", "product_id": "101e", '
+        '"group": "grp1"}',
+        'flavor = {"name": "net1", "physical_network": "physnet1"}',
+        'flavor = {"name": "grp1", "group": "grp1"}',
+    ]) + "\n")
+    return str(path)
+
+
+def cli(conf, *args):
+    return main.main(["--config-file", conf, *args])
+
+
+def test_explain_json_has_exactly_the_documented_shape(conf, capsys):
+    assert cli(conf, "explain", "net1", "--count", "2", "--format",
+               "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc) == ["flavor", "count", "satisfiable", "devices"]
+    assert (doc["flavor"], doc["count"], doc["satisfiable"]) == (
+        "net1", 2, True)
+    for dev in doc["devices"]:
+        assert list(dev) == ["address", "match", "reason"]
+        assert (dev["reason"] is None) == dev["match"]
+    why = {d["address"]: d["reason"] for d in doc["devices"]}
+    assert why["0000:3b:00.0"] == "not assignable: no device_spec matches it"
+    assert why["0000:5e:00.2"] == ("has no physical_network; the flavor "
+                                   "asks for physnet1")
+    assert why["0000:3b:02.2"].startswith("no netdev (bound to vfio-pci)")
+
+
+def test_claim_claims_and_free(conf, capsys):
+    assert cli(conf, "claim", INST, "net1,grp1", "--format", "json") == 0
+    allocs = json.loads(capsys.readouterr().out)["allocations"]
+    assert [(a["port_index"], a["flavor"]) for a in allocs] == [
+        (0, "net1"), (1, "grp1")]
+    assert cli(conf, "claims") == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == [
+        "INSTANCE", "PORT", "ADDRESS", "NETDEV", "FLAVOR", "STATE"]
+    assert INST in table and "claimed" in table
+    assert cli(conf, "explain", "net1", "--count", "2") == 0
+    out = capsys.readouterr().out
+    assert f"in use by instance {INST} port 0" in out
+    assert "This host CANNOT serve 2 x flavor net1." in out
+    assert cli(conf, "free", INST, "--format", "json") == 0
+    assert len(json.loads(capsys.readouterr().out)["allocations"]) == 2
+    assert cli(conf, "claims", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"allocations": []}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["claim", "not-a-uuid", "net1"], "Invalid instance id 'not-a-uuid'"),
+    (["free", INST.upper()], "expected a canonical UUID"),
+    (["explain", "nope"], "Unknown PCI flavor 'nope'; known flavors: grp1, "
+                          "net1"),
+    (["claim", INST, "grp1,grp1,grp1"],
+     f"instance {INST} port 2 (flavor grp1)"),
+])
+def test_errors_are_one_clear_line(conf, capsys, args, message):
+    assert cli(conf, *args) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_failed_claim_changes_nothing(conf, capsys):
+    assert cli(conf, "claim", INST, "net1,net1,net1") == 1
+    capsys.readouterr()
+    assert cli(conf, "claims", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"allocations": []}
