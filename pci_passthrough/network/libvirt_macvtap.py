@@ -55,11 +55,15 @@ class LibvirtMacvtapDriver(NetworkDriver):
         ),
     ]
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts,
+                 connection: libvirt.virConnect | None = None) -> None:
+        """:param connection: an open connection to share (the compute
+            driver's own); it is used, never closed, until it breaks."""
         super().__init__(conf)
         self.uri: str = conf.pci_passthrough.libvirt_uri
         self.mode: str = conf.pci_passthrough.macvtap_mode
-        self._conn: libvirt.virConnect | None = None
+        self._conn: libvirt.virConnect | None = connection
+        self._borrowed = connection is not None
         self._lock = threading.RLock()
         #: libvirt API calls made, for the benchmark's calls-per-port.
         self.calls = 0
@@ -104,13 +108,16 @@ class LibvirtMacvtapDriver(NetworkDriver):
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        borrowed, self._borrowed = self._borrowed, False
+        if conn is not None and not borrowed:
             # A connection that broke may refuse to close: it is gone.
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
     def close(self) -> None:
         with self._lock:
+            if self._borrowed:
+                self._conn, self._borrowed = None, False
             self._drop()
 
     # -- networks --------------------------------------------------------

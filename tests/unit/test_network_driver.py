@@ -1,0 +1,236 @@
+"""The network drivers on libvirt's own test driver: XML valid against
+libvirt's schemas, idempotent steps, errors, reconnects, entry points."""
+
+import pathlib
+
+import libvirt
+import pytest
+from lxml import etree
+from oslo_config import cfg
+
+from pci_passthrough import exception, opts
+from pci_passthrough.fixtures.libvirt_hosts import guest_xml
+from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
+from pci_passthrough.network import load_network_driver
+from pci_passthrough.network.base import NetworkSpec
+from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+from pci_passthrough.network.names import network_name, parse_network_name
+from pci_passthrough.network.netxml import check_netdev, network_xml
+from pci_passthrough.network.noop import NoopDriver
+
+SCHEMAS = pathlib.Path("/usr/share/libvirt/schemas")
+UUID = "4f1a2b3c-0000-4000-8000-00000000abcd"
+NAME = f"pcipt-{UUID}-0"
+
+
+def relaxng(name: str) -> etree.RelaxNG:
+    if not (SCHEMAS / name).exists():
+        pytest.skip(f"libvirt's schema {name} is not installed (libvirt0)")
+    return etree.RelaxNG(etree.parse(str(SCHEMAS / name)))
+
+
+def make_conf(uri: str, mode: str = "passthrough") -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf([])
+    conf.set_override("libvirt_uri", uri, group="pci_passthrough")
+    conf.set_override("macvtap_mode", mode, group="pci_passthrough")
+    return conf
+
+
+@pytest.fixture
+def conn(tmp_path):
+    connection = libvirt.open(libvirt_test_uri(tmp_path / "host.xml"))
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def driver(conn, tmp_path):
+    drv = LibvirtMacvtapDriver(make_conf(conn.getURI()), connection=conn)
+    yield drv
+    drv.close()
+
+
+def netdev_of(conn, name):
+    xml = etree.fromstring(conn.networkLookupByName(name).XMLDesc(0))
+    return [i.get("dev") for i in xml.iterfind("forward/interface")]
+
+
+@pytest.mark.parametrize("mode", ["passthrough", "bridge", "private",
+                                  "vepa"])
+@pytest.mark.parametrize("vlan", [None, 100])
+def test_network_xml_is_valid_for_libvirt(mode, vlan):
+    xml = network_xml(NetworkSpec(NAME, "ens1f0v3", vlan), mode)
+    assert relaxng("network.rng").validate(etree.fromstring(xml.encode()))
+    parsed = etree.fromstring(xml)
+    assert parsed.find("forward").get("mode") == mode
+    assert [i.get("dev") for i in parsed.iterfind("forward/interface")] == [
+        "ens1f0v3"]
+    assert (parsed.find("vlan/tag") is not None) == (vlan is not None)
+
+
+@pytest.mark.parametrize("mac", [None, "52:54:00:12:34:56"])
+def test_interface_xml_is_valid_in_a_domain(driver, mac):
+    iface = driver.interface_xml(NAME, mac)
+    domain = etree.fromstring(guest_xml("g", [iface]).encode())
+    assert relaxng("domain.rng").validate(domain)
+
+
+@pytest.mark.parametrize("mode", ["passthrough", "bridge", "private",
+                                  "vepa"])
+def test_ensure_defines_starts_and_autostarts_in_every_mode(conn, mode):
+    drv = LibvirtMacvtapDriver(make_conf(conn.getURI(), mode),
+                               connection=conn)
+    assert drv.ensure_network(NetworkSpec(NAME, "ens1f0v1", 42)) is True
+    net = conn.networkLookupByName(NAME)
+    assert net.isActive() and net.isPersistent() and net.autostart()
+    xml = etree.fromstring(net.XMLDesc(0))
+    assert xml.find("forward").get("mode") == mode
+    assert xml.find("vlan/tag").get("id") == "42"
+    assert drv.ensure_network(NetworkSpec(NAME, "ens1f0v1", 42)) is False
+
+
+def test_plug_costs_three_libvirt_calls_per_port(driver):
+    before = driver.calls
+    driver.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    assert driver.calls - before == 3
+    before = driver.calls
+    driver.delete_network(NAME)
+    assert driver.calls - before == 3
+
+
+def test_ensure_rewrites_a_network_holding_another_device(driver, conn):
+    driver.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    assert driver.ensure_network(NetworkSpec(NAME, "ens1f0v2")) is True
+    assert netdev_of(conn, NAME) == ["ens1f0v2"]
+    assert driver.ensure_network(NetworkSpec(NAME, "ens1f0v2", 7)) is True
+    assert driver.list_networks("pcipt-") == {
+        NAME: NetworkSpec(NAME, "ens1f0v2", 7)}
+
+
+def test_ensure_restarts_a_stopped_network(driver, conn):
+    driver.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    conn.networkLookupByName(NAME).destroy()
+    conn.networkLookupByName(NAME).setAutostart(0)
+    assert driver.ensure_network(NetworkSpec(NAME, "ens1f0v1")) is True
+    net = conn.networkLookupByName(NAME)
+    assert net.isActive() and net.autostart()
+
+
+def test_delete_is_idempotent_and_handles_stopped_networks(driver, conn):
+    driver.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    conn.networkLookupByName(NAME).destroy()
+    assert driver.delete_network(NAME) is True
+    assert driver.delete_network(NAME) is False
+    with pytest.raises(libvirt.libvirtError):
+        conn.networkLookupByName(NAME)
+
+
+def test_only_prefixed_networks_are_listed_or_touched(driver, conn):
+    conn.networkDefineXML(
+        "<network><name>operator-net</name><forward mode='bridge'>"
+        "<interface dev='eth0'/></forward></network>").create()
+    driver.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    assert set(driver.list_networks("pcipt-")) == {NAME}
+    assert conn.networkLookupByName("operator-net").isActive()
+
+
+def test_two_simulated_hosts_are_independent(tmp_path):
+    conn_a = libvirt.open(libvirt_test_uri(tmp_path / "a.xml"))
+    conn_b = libvirt.open(libvirt_test_uri(tmp_path / "b.xml"))
+    a = LibvirtMacvtapDriver(make_conf(conn_a.getURI()), connection=conn_a)
+    b = LibvirtMacvtapDriver(make_conf(conn_b.getURI()), connection=conn_b)
+    a.ensure_network(NetworkSpec(NAME, "vfa0"))
+    assert b.list_networks("pcipt-") == {}
+    b.ensure_network(NetworkSpec(NAME, "vfb3"))
+    assert netdev_of(conn_a, NAME) == ["vfa0"]
+    assert netdev_of(conn_b, NAME) == ["vfb3"]
+    conn_a.close()
+    conn_b.close()
+
+
+def test_a_closed_connection_is_reopened_once(tmp_path):
+    # A driver that opens its own connection; closing it for real between
+    # calls is what a restarted daemon does to a client.
+    drv = LibvirtMacvtapDriver(make_conf("test:///default"))
+    drv.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    drv._connection().close()
+    # test:///default keeps its state while any connection is open; with
+    # the only one closed it starts afresh, so the step defines again.
+    assert drv.ensure_network(NetworkSpec(NAME, "ens1f0v1")) is True
+    assert set(drv.list_networks("pcipt-")) == {NAME}
+    drv.close()
+
+
+def test_libvirt_errors_carry_libvirts_message(tmp_path):
+    drv = LibvirtMacvtapDriver(make_conf("test:///nonexistent/host.xml"))
+    with pytest.raises(exception.NetworkOperationFailed) as err:
+        drv.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+    assert "test:///nonexistent/host.xml" in str(err.value)
+    assert "libvirt error code" in str(err.value)
+
+
+@pytest.mark.parametrize("netdev", ["", "a" * 16, "bad:name", "a/b",
+                                    "sp ace", ".", ".."])
+def test_netdev_names_are_checked_before_xml(netdev):
+    with pytest.raises(exception.InvalidNetdevName, match="1 to 15"):
+        check_netdev(netdev, "0000:3b:02.0")
+    with pytest.raises(exception.InvalidNetdevName):
+        network_xml(NetworkSpec(NAME, netdev), "passthrough")
+
+
+def test_an_invalid_mode_in_the_config_file_names_the_option(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("[pci_passthrough]\nmacvtap_mode = hostdev\n")
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf(["--config-file", str(path)])
+    with pytest.raises(ValueError, match=r"macvtap_mode.*Valid values are "
+                                         r"\[passthrough, bridge"):
+        conf.pci_passthrough.macvtap_mode  # noqa: B018
+
+
+@pytest.mark.parametrize("uuid,port,error", [
+    ("not-a-uuid", 0, exception.InvalidInstanceId),
+    (UUID.upper(), 0, exception.InvalidInstanceId),
+    (UUID, -1, exception.InvalidPortRequest),
+    (UUID, "0", exception.InvalidPortRequest),
+])
+def test_names_only_from_a_canonical_uuid_and_an_int(uuid, port, error):
+    with pytest.raises(error):
+        network_name("pcipt-", uuid, port)
+
+
+def test_names_round_trip():
+    assert parse_network_name("pcipt-", network_name("pcipt-", UUID, 12)) \
+        == (UUID, 12)
+    assert parse_network_name("pcipt-", "pcipt-other") is None
+    assert parse_network_name("pcipt-", f"x-{UUID}-0") is None
+
+
+@pytest.mark.parametrize("name,cls", [("libvirt_macvtap",
+                                       LibvirtMacvtapDriver),
+                                      ("noop", NoopDriver)])
+def test_entry_points_load_by_name(name, cls):
+    conf = make_conf("test:///default")
+    conf.set_override("network_driver", name, group="pci_passthrough")
+    drv = load_network_driver(conf)
+    assert type(drv) is cls
+    drv.close()
+
+
+def test_unknown_driver_names_the_installed_ones():
+    conf = make_conf("test:///default")
+    with pytest.raises(exception.NetworkDriverNotFound,
+                       match="installed drivers: libvirt_macvtap, noop"):
+        load_network_driver(conf, "ovs")
+
+
+def test_noop_driver_keeps_networks_per_instance():
+    one, two = NoopDriver(), NoopDriver()
+    assert one.ensure_network(NetworkSpec(NAME, "vf0")) is True
+    assert one.ensure_network(NetworkSpec(NAME, "vf0")) is False
+    assert two.list_networks("pcipt-") == {}
+    assert one.delete_network(NAME) is True
+    assert one.delete_network(NAME) is False
