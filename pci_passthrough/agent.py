@@ -177,7 +177,8 @@ class HostAgent:
                 self._claim(instance_uuid, ports, numa_cells)
             except exception.ClaimFailed as exc:
                 raise exception.MigrationRefused(
-                    instance=instance_uuid, reason=str(exc)) from exc
+                    instance=instance_uuid,
+                    reason=str(exc).rstrip(".")) from exc
             try:
                 return self._plug(instance_uuid)
             except exception.PciPassthroughError:

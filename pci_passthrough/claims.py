@@ -8,6 +8,8 @@ from typing import Any
 
 from pci_passthrough import exception
 
+# What follows these in a reason names one device's holder or values.
+_REASON_DETAIL = re.compile(r" by instance |; | \(bound to |: its ")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
@@ -122,8 +124,8 @@ class Explanation:
         counts: dict[str, int] = {}
         for dev in self.devices:
             if not dev.match and dev.reason:
-                # Name the kind of reason, not each device's values.
-                key = dev.reason.split(";")[0]
+                # Group by the kind of reason, not by each holder.
+                key = _REASON_DETAIL.split(dev.reason, maxsplit=1)[0]
                 counts[key] = counts.get(key, 0) + 1
         matching = sum(1 for d in self.devices if d.match)
         parts = [f"{matching} free matching device(s) for {self.count} "

@@ -30,3 +30,12 @@ DEMO_DEVICE_SPECS = (
     '{"vendor_id": "15b3", "product_id": "101e", '
     '"physical_network": "physnet2", "group": "grp1"}',
 )
+
+# The flavors: net1 for the X710 VFs; mlx asks for Mellanox VFs without
+# naming group, so it never gets the grp1 ones; grp1 names the special
+# group, the only way to reach them.
+DEMO_FLAVORS = (
+    '{"name": "net1", "physical_network": "physnet1"}',
+    '{"name": "mlx", "vendor_id": "15b3"}',
+    '{"name": "grp1", "vendor_id": "15b3", "group": "grp1"}',
+)

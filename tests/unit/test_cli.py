@@ -108,11 +108,17 @@ def test_console_script_runs_with_debug_logging(host):
     assert json.loads(proc.stdout)["devices"]
 
 
-def test_demo_tells_the_discovery_story(tmp_path, capsys):
+def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Step 1" in out and "discovery" in out
-    assert "7 VFs, 7 assignable" in out
-    assert "cannot back macvtap): 0000:3b:02.3" in out
+    steps = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(steps) == 9
+    assert "discovery on host A" in out
+    assert "carries the special attribute group=grp1" in out
     assert "function 8 is over its maximum 7" in out
+    assert "same names on both hosts, each holding its own VF" in out
+    assert "refused before migrating" in out
+    assert "Nothing was claimed or defined here" in out
+    assert "host A: 0 networks, 0 claims" in out
+    assert "host B: 0 networks, 0 claims" in out
     assert (tmp_path / "host-a" / "sys" / "bus" / "pci").is_dir()
