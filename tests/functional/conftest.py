@@ -45,3 +45,14 @@ def host_a(host_workdir: pathlib.Path
     with libvirt_hosts.libvirt_host(host_workdir, "a",
                                     vf_netdevs=("vfa0", "vfa1")) as host:
         yield host
+
+
+@pytest.fixture(scope="module")
+def two_hosts(host_workdir: pathlib.Path
+              ) -> Iterator[libvirt_hosts.TwoHosts]:
+    """Hosts A (four VF stand-ins) and B (three), ready to migrate."""
+    hosts = libvirt_hosts.TwoHosts(
+        host_workdir, vf_netdevs_a=("vfa0", "vfa1", "vfa2", "vfa3"),
+        vf_netdevs_b=("vfb0", "vfb1", "vfb2"))
+    with hosts:
+        yield hosts
