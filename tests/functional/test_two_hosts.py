@@ -131,7 +131,7 @@ def network_names(xml: str) -> list[str]:
 
 def test_1_boot_gives_macvtaps_on_exactly_the_claimed_vfs(sides, clean):
     a, _ = sides
-    inst, name = boot(a)
+    inst, _ = boot(a)
     assert a.macvtap_links() == a.claimed_netdevs(inst)
     assert len(a.macvtap_links()) == 2
     assert set(a.networks().values()) == {(True, True)}
