@@ -40,6 +40,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "--workdir", metavar="DIR", default=None,
         help="Write the simulated hosts here and keep them, instead of a "
              "temporary folder.")
+    parser.add_argument(
+        "--real-hosts", action="store_true",
+        help="Run the live migration on two real libvirt daemons in "
+             "network namespaces (root, libvirtd and QEMU needed).")
     parser.set_defaults(action_fn=run)
 
 
@@ -221,6 +225,10 @@ def run(conf: cfg.ConfigOpts) -> int:
         # repeat it (--debug shows them).
         std_logging.getLogger("pci_passthrough").setLevel(
             std_logging.WARNING)
+    if conf.command.real_hosts:
+        from pci_passthrough.cli.demo_real import run_real_demo
+
+        return run_real_demo()
     if conf.command.workdir:
         workdir = pathlib.Path(conf.command.workdir)
         workdir.mkdir(parents=True, exist_ok=True)

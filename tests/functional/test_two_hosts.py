@@ -227,3 +227,17 @@ def test_6_daemon_restart_keeps_the_migrated_guests_networks(
         assert [x.instance_uuid for x in fresh.allocations()] == [inst] * 2
     finally:
         fresh.close()
+
+
+def test_real_hosts_demo_tells_the_story(capsys):
+    from pci_passthrough.cli import main
+
+    assert main.main(["demo", "--real-hosts"]) == 0
+    out = capsys.readouterr().out
+    after_migration = out.split("== Step 4")[1].split("== Step 5")[0]
+    taps_b = [line for line in after_migration.splitlines()
+              if line.startswith("  host B macvtaps:")]
+    assert len(taps_b) == 1
+    assert "@vfb0" in taps_b[0] and "@vfb1" in taps_b[0]
+    assert "refused before migrating" in out
+    assert "left behind: nothing" in out
