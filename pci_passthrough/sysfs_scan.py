@@ -329,6 +329,9 @@ def scan(sysfs_root: str | os.PathLike[str],
     state.scan()
     devices = sorted(state.devices,
                      key=lambda d: address_sort_key(d.address))
+    LOG.debug("Scanned %s: %d SR-IOV devices, %d skipped, %d file system "
+              "calls", root, len(devices), len(state.errors),
+              state.reader.calls)
     return ScanResult(sysfs_root=root, devices=tuple(devices),
                       errors=tuple(state.errors))
 

@@ -241,3 +241,16 @@ def test_real_hosts_demo_tells_the_story(capsys):
     assert "@vfb0" in taps_b[0] and "@vfb1" in taps_b[0]
     assert "refused before migrating" in out
     assert "left behind: nothing" in out
+
+
+def test_a_setup_failing_half_way_leaves_nothing(host_workdir):
+    from pci_passthrough.fixtures import libvirt_hosts
+
+    # "bad/name" is refused by the kernel after both namespaces and the
+    # link between them exist.
+    hosts = libvirt_hosts.TwoHosts(host_workdir, vf_netdevs_b=("bad/name",))
+    with pytest.raises(libvirt_hosts.HostSetupError, match="bad/name"):
+        hosts.start()
+    names = {hosts.a.netns, hosts.b.netns}
+    assert not [x for x in libvirt_hosts.leftovers(host_workdir)
+                if any(n in x for n in names)]

@@ -122,3 +122,13 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert "host A: 0 networks, 0 claims" in out
     assert "host B: 0 networks, 0 claims" in out
     assert (tmp_path / "host-a" / "sys" / "bus" / "pci").is_dir()
+
+
+def test_log_file_option_writes_the_log(tmp_path, host):
+    log = tmp_path / "pci.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pci_passthrough.cli.main", "--debug",
+         "--log-file", str(log), "scan", "--sysfs-root", str(host)],
+        capture_output=True, text=True, check=True)
+    assert "0000:04:10.0" in proc.stdout
+    assert "DEBUG" in log.read_text()
