@@ -15,8 +15,7 @@ address constraint is the last guard.
 
 import dataclasses
 import threading
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -202,7 +201,7 @@ class HostTracker:
                     self._held_vfs_of.get(parent, 0) + 1
         self._refresh(self._entries)
 
-    def _sync(self, records_fn: Any) -> None:
+    def _sync(self, records_fn: Callable[[], list[LedgerRecord]]) -> None:
         # Another process (the CLI, a second agent) committed since we
         # last looked: take the ledger's word for who holds what.
         version = self._ledger.data_version()

@@ -22,8 +22,7 @@ from oslo_config import cfg
 from pci_passthrough import demo_hosts, devspec, exception, sysfs_scan
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.claims import PortRequest
-from pci_passthrough.cli import output
-from pci_passthrough.cli.scan import scan_report
+from pci_passthrough.cli.scan import print_scan_table, scan_report
 from pci_passthrough.fixtures.libvirt_hosts import guest_xml
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.fixtures.sysfs_tree import HostLayout
@@ -123,13 +122,7 @@ def _story(a: _Host, b: _Host, step: _Steps, say: Say) -> None:
     report = scan_report(sysfs_scan.scan(a.conf.pci_passthrough.sysfs_root),
                          devspec.parse_device_specs(
                              demo_hosts.DEMO_DEVICE_SPECS))
-    output.print_table(
-        ("ADDRESS", "TYPE", "VENDOR:PRODUCT", "PF", "VF", "NETDEV", "NUMA",
-         "DRIVER", "ASSIGNABLE", "TAGS"),
-        [(d["address"], d["dev_type"],
-          f"{d['vendor_id']}:{d['product_id']}", d["parent_addr"],
-          d["vf_index"], d["netdev"], d["numa_node"], d["driver"],
-          d["assignable"], d["tags"]) for d in report["devices"]])
+    print_scan_table(report)
 
     step("special attributes: explain which devices serve a flavor")
     for flavor in ("mlx", "grp1"):

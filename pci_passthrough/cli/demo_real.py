@@ -72,7 +72,7 @@ def run_real_demo(say: Say = print) -> int:
             for what, took in hosts.timings.items():
                 say(f"  {what}: {took:.2f} s")
             _story(hosts, workdir, say)
-        left = leftovers(workdir)
+        left = leftovers(workdir, hosts=(hosts.a, hosts.b))
     say("\n== Step 7: teardown")
     say("  left behind: " + ("; ".join(left) if left else
                              "nothing (no daemon, namespace, link, /dev/tap "

@@ -77,6 +77,12 @@ def run(conf: cfg.ConfigOpts) -> int:
     if conf.command.format == "json":
         output.print_json(report)
         return 0
+    print_scan_table(report)
+    return 0
+
+
+def print_scan_table(report: dict[str, Any]) -> None:
+    """The scan report as a table, then the skipped devices."""
     output.print_table(
         ("ADDRESS", "TYPE", "VENDOR:PRODUCT", "PF", "VF", "NETDEV", "NUMA",
          "DRIVER", "ASSIGNABLE", "TAGS"),
@@ -87,4 +93,3 @@ def run(conf: cfg.ConfigOpts) -> int:
     )
     for err in report["errors"]:
         print(f"skipped {err['path']}: {err['reason']}")
-    return 0

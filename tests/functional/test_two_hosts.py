@@ -251,6 +251,5 @@ def test_a_setup_failing_half_way_leaves_nothing(host_workdir):
     hosts = libvirt_hosts.TwoHosts(host_workdir, vf_netdevs_b=("bad/name",))
     with pytest.raises(libvirt_hosts.HostSetupError, match="bad/name"):
         hosts.start()
-    names = {hosts.a.netns, hosts.b.netns}
-    assert not [x for x in libvirt_hosts.leftovers(host_workdir)
-                if any(n in x for n in names)]
+    assert libvirt_hosts.leftovers(host_workdir,
+                                   hosts=(hosts.a, hosts.b)) == []
