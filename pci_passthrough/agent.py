@@ -145,7 +145,8 @@ class HostAgent:
         repeated call claims nothing twice.
         """
         with self._instance(instance_uuid):
-            return self._claim(instance_uuid, ports, numa_cells)
+            return self._named(self._claim(instance_uuid, ports,
+                                           numa_cells))
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         """Before boot: define and start the instance's networks.
@@ -204,7 +205,15 @@ class HostAgent:
 
     def allocations(self, instance_uuid: str | None = None
                     ) -> list[Allocation]:
-        return self._tracker.allocations(instance_uuid)
+        return self._named(self._tracker.allocations(instance_uuid))
+
+    def device_states(self) -> dict[str, str]:
+        """Every assignable device's state (see HostTracker)."""
+        return self._tracker.device_states()
+
+    def _named(self, allocs: list[Allocation]) -> list[Allocation]:
+        return [dataclasses.replace(a, network=self.network_name(
+            a.instance_uuid, a.port_index)) for a in allocs]
 
     def explain(self, flavor: str, count: int = 1) -> Explanation:
         """Why each device does or does not serve ``count`` of ``flavor``."""

@@ -92,6 +92,8 @@ class Allocation:
     parent_addr: str | None = None
     #: The device is no longer in sysfs; it is dropped when freed.
     vanished: bool = False
+    #: The port's network name, filled in by HostAgent.
+    network: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,7 +22,9 @@ from pci_passthrough.pci_address import normalize_address
 
 LOG = logging.getLogger(__name__)
 
-NUMA_POLICIES = ("required", "legacy", "preferred", "socket")
+# Nova's "socket" policy needs the host's socket topology, which sysfs
+# scanning alone does not give: it is refused rather than half-applied.
+NUMA_POLICIES = ("required", "legacy", "preferred")
 #: Keys a flavor may name besides device_spec tags.
 BUILTIN_KEYS = ("vendor_id", "product_id", "device_type", "numa_policy",
                 "address", "numa_node")

@@ -346,6 +346,26 @@ class HostTracker:
                          ", ".join(r.address for r in gone))
             return freed
 
+    def device_states(self) -> dict[str, str]:
+        """Every assignable device's state: available, claimed, allocated,
+        or unavailable (its PF, or one of its VFs, is held); a held device
+        gone from sysfs is listed as "vanished"."""
+        with self._lock:
+            self._sync(self._ledger.records)
+            states = {}
+            for address in sorted({*self._entries, *self._held},
+                                  key=address_sort_key):
+                rec = self._held.get(address)
+                if address not in self._entries:
+                    states[address] = "vanished"
+                elif rec is not None:
+                    states[address] = rec.state
+                elif self._available(address):
+                    states[address] = "available"
+                else:
+                    states[address] = "unavailable"
+            return states
+
     def allocations(self, instance_uuid: str | None = None
                     ) -> list[Allocation]:
         with self._lock:

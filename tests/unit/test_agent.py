@@ -95,6 +95,8 @@ def test_plug_defines_one_network_per_port_holding_the_claimed_vf(hosts):
     a, _ = hosts
     inst = new_uuid()
     allocs = a.agent.claim(inst, PORTS)
+    assert [x.network for x in allocs] == [f"{PREFIX}{inst}-0",
+                                           f"{PREFIX}{inst}-1"]
     plugged = a.agent.plug(inst)
     assert [p.network for p in plugged] == [f"{PREFIX}{inst}-0",
                                             f"{PREFIX}{inst}-1"]

@@ -124,6 +124,8 @@ def test_address_or_numa_node_warns_naming_the_flavor(caplog):
      "device_type 'type-XX' is not one of type-PF, type-VF, type-PCI"),
     ({"name": "f", "numa_policy": "strict"},
      "numa_policy 'strict' is not one of required, legacy, preferred"),
+    ({"name": "f", "numa_policy": "socket"},
+     "numa_policy 'socket' is not one of required, legacy, preferred"),
     ({"name": "f", "address": "0000:3b:02"}, "is not a PCI address"),
     ({"name": "f", "numa_node": "one"}, "numa_node 'one' is not a node"),
     ({"name": "f", "trusted": "maybe"}, "tag 'trusted' must be a boolean"),

@@ -378,3 +378,22 @@ def test_explain_reasons_and_satisfiable(tracker):
     assert not tracker.explain("net1", count=5).satisfiable
     assert tracker.explain("grp1", count=2).satisfiable
     assert not tracker.explain("grp1", count=3).satisfiable
+
+
+def test_device_states(tracker, host):
+    states = tracker.device_states()
+    assert set(states.values()) == {"available"}
+    inst = new_uuid()
+    (alloc,) = tracker.claim(inst, [PortRequest(0, flavor="intel")])
+    states = tracker.device_states()
+    assert states[alloc.address] == "claimed"
+    assert states[alloc.parent_addr] == "unavailable"
+    tracker.allocate(inst)
+    assert tracker.device_states()[alloc.address] == "allocated"
+    st.vanish(host.tree, alloc.address)
+    tracker.update_devices(sysfs_scan.scan(host.root), host.specs)
+    assert tracker.device_states()[alloc.address] == "vanished"
+    tracker.free(inst)
+    states = tracker.device_states()
+    assert alloc.address not in states
+    assert states[alloc.parent_addr] == "available"

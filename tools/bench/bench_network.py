@@ -19,7 +19,12 @@ import libvirt
 from oslo_config import cfg
 
 from pci_passthrough import opts
-from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
+from pci_passthrough.agent import HostAgent
+from pci_passthrough.fixtures.simulated_host import (
+    libvirt_test_uri,
+    simulated_host,
+)
+from pci_passthrough.fixtures.sysfs_tree import HostLayout, PfLayout
 from pci_passthrough.network.base import NetworkSpec
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.names import network_name
@@ -34,6 +39,27 @@ def driver(tmp: pathlib.Path) -> tuple[LibvirtMacvtapDriver,
     conf.set_override("libvirt_uri", uri, group="pci_passthrough")
     conn = libvirt.open(uri)
     return LibvirtMacvtapDriver(conf, connection=conn), conn
+
+
+def reconcile(tmp: pathlib.Path, count: int) -> float:
+    """start() of an agent whose libvirt holds ``count`` prefixed networks
+    no claim accounts for: it lists them and deletes every one."""
+    conf, _ = simulated_host(tmp / "agent", HostLayout((PfLayout(
+        "intel-e810", "0000:5e:00.0", numvfs=4),)),
+        device_specs=['{"vendor_id": "8086"}'])
+    conn = libvirt.open(conf.pci_passthrough.libvirt_uri)
+    drv = LibvirtMacvtapDriver(conf, connection=conn)
+    for i in range(count):
+        drv.ensure_network(NetworkSpec(
+            network_name("pcipt-", str(uuid.uuid4()), 0), f"vf{i}"))
+    agent = HostAgent(conf, network_driver=drv)
+    start = time.perf_counter()
+    report = agent.start()
+    took = time.perf_counter() - start
+    assert len(report.actions) == count, len(report.actions)
+    agent.close()
+    conn.close()
+    return took
 
 
 def main() -> int:
@@ -71,10 +97,12 @@ def main() -> int:
         for name in found:
             drv.delete_network(name)
         deleted = time.perf_counter() - start
-        print(f"reconcile of {len(found)} networks: list {listed:.3f} s, "
-              f"delete all {deleted:.3f} s, total {listed + deleted:.3f} s")
+        print(f"driver: list {len(found)} networks {listed:.3f} s, delete "
+              f"them {deleted:.3f} s")
         drv.close()
         conn.close()
+        print(f"HostAgent.start() reconciling {args.networks} stray "
+              f"networks (all deleted): {reconcile(tmp, args.networks):.3f} s")
     return 0
 
 
