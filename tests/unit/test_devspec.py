@@ -162,3 +162,12 @@ def test_normalize_address_round_trips(dom, bus, slot, func, prefix, upper):
 def test_normalize_address_refuses_partial_or_invalid(text):
     with pytest.raises(ValueError, match=r"PCI address|over"):
         normalize_address(text)
+
+
+def test_vmd_domain_devices_are_selected_by_the_dict_form_or_devname():
+    vmd = PciDevice(address="10000:01:00.1", dev_type=DEV_TYPE_VF,
+                    vendor_id="8086", product_id="1889", netdev="vmdvf1",
+                    parent_addr="10000:01:00.0")
+    assert specs({"address": {"domain": "1000[0-9]"}}).match(vmd) == {}
+    assert specs({"devname": "vmdvf1"}).match(vmd) == {}
+    assert specs({"address": {"domain": "0000"}}).match(vmd) is None
