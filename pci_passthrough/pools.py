@@ -28,7 +28,5 @@ class Pool:
     dev_type: str
     numa_node: int | None
     has_netdev: bool
-    #: Members by address, in address order.
-    members: dict[str, None] = dataclasses.field(default_factory=dict)
     #: Members free to claim now, in address order of insertion.
     free: dict[str, None] = dataclasses.field(default_factory=dict)

@@ -140,7 +140,6 @@ class HostTracker:
                         dev_type=dev.dev_type, numa_node=dev.numa_node,
                         has_netdev=dev.netdev is not None)
             self._pools[key] = pool
-        pool.members[dev.address] = None
         self._entries[dev.address] = _Entry(dev, tags, attrs, pool)
         if dev.dev_type == DEV_TYPE_VF and dev.parent_addr:
             self._vfs_of.setdefault(dev.parent_addr, []).append(dev.address)
