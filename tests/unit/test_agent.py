@@ -277,3 +277,20 @@ def test_reconcile_report_lists_each_action(hosts):
     a.agent = a.new_agent()
     assert {(x.action, x.network) for x in a.report.actions} == {
         ("restored", net0), ("deleted", stray)}
+
+
+@pytest.mark.parametrize("option,value,error", [
+    ("device_spec", ['{"vendor_id": "80860"}'], exception.InvalidDeviceSpec),
+    ("flavor", ['{"name": "x", "colour": "red"}'], exception.InvalidFlavor),
+])
+def test_invalid_configuration_touches_nothing(tmp_path, option, value,
+                                               error):
+    host = SimHost(tmp_path / "h", HOST_A)
+    host.agent.close()
+    ledger = tmp_path / "other" / "claims.sqlite3"
+    host.conf.set_override("state_path", str(ledger),
+                           group="pci_passthrough")
+    host.conf.set_override(option, value, group="pci_passthrough")
+    with pytest.raises(error, match=f"\\[pci_passthrough\\] {option}"):
+        HostAgent(host.conf)
+    assert not ledger.exists()
