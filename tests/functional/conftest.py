@@ -7,6 +7,7 @@ The session ends by checking that nothing was left behind.
 
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -33,8 +34,12 @@ def host_workdir() -> Iterator[pathlib.Path]:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="pcipt-functional-"))
     libvirt_hosts.remove_stale()
     yield workdir
-    left = libvirt_hosts.leftovers(workdir)
-    workdir.rmdir()
+    try:
+        left = libvirt_hosts.leftovers(workdir)
+    finally:
+        # Reported below, but never left on the machine.
+        libvirt_hosts.remove_stale(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
     assert not left, f"left behind: {left}"
 
 
