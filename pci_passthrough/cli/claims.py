@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
+from pci_passthrough import exception
 from pci_passthrough.claims import Allocation, PortRequest
 from pci_passthrough.cli import output
 from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
@@ -31,6 +32,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("flavor", metavar="FLAVOR")
     p.add_argument("--count", type=int, default=1,
                    help="How many devices the request wants (default 1).")
+    p.add_argument("--numa-cells", metavar="N[,N...]", default=None,
+                   help="The instance's NUMA cells, for the flavor's "
+                        "numa_policy (default: no NUMA constraint).")
     parser("claims", "List who holds which device.", run_claims)
     p = parser("claim", "Claim one device per flavor for an instance, all "
                         "or nothing.", run_claim)
@@ -64,7 +68,8 @@ def run_explain(conf: cfg.ConfigOpts) -> int:
     tracker = _tracker(conf)
     try:
         result = tracker.explain(conf.command.flavor,
-                                 count=conf.command.count)
+                                 count=conf.command.count,
+                                 numa_cells=_cells(conf.command.numa_cells))
     finally:
         tracker.close()
     if conf.command.format == "json":
@@ -77,6 +82,17 @@ def run_explain(conf: cfg.ConfigOpts) -> int:
     print(f"This host {verdict} serve {result.count} x flavor "
           f"{result.flavor}.")
     return 0
+
+
+def _cells(text: str | None) -> set[int] | None:
+    if text is None:
+        return None
+    try:
+        return {int(c) for c in text.split(",")}
+    except ValueError:
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"--numa-cells {text!r} is not a list of node "
+                             f"numbers such as 0,1") from None
 
 
 def run_claims(conf: cfg.ConfigOpts) -> int:

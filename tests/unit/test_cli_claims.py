@@ -80,6 +80,8 @@ def test_claim_claims_and_free(conf, capsys):
     (["free", INST.upper()], "expected a canonical UUID"),
     (["explain", "nope"], "Unknown PCI flavor 'nope'; known flavors: grp1, "
                           "net1"),
+    (["explain", "net1", "--numa-cells", "one"],
+     "--numa-cells 'one' is not a list of node numbers"),
     (["claim", INST, "grp1,grp1,grp1"],
      f"instance {INST} port 2 (flavor grp1)"),
 ])
@@ -94,3 +96,17 @@ def test_failed_claim_changes_nothing(conf, capsys):
     capsys.readouterr()
     assert cli(conf, "claims", "--format", "json") == 0
     assert json.loads(capsys.readouterr().out) == {"allocations": []}
+
+
+def test_explain_honours_numa_cells(conf, capsys):
+    # Every VF of the tree is on NUMA node 0: cell 1 excludes them all
+    # under the default (legacy) policy.
+    assert cli(conf, "explain", "net1", "--numa-cells", "1", "--format",
+               "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["satisfiable"] is False
+    reasons = {d["reason"] for d in doc["devices"] if d["reason"]}
+    assert any(r.startswith("on NUMA node 0; the instance's cells are 1")
+               for r in reasons)
+    assert cli(conf, "explain", "net1", "--numa-cells", "0,1") == 0
+    assert "This host can serve 1 x flavor net1." in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The device tracker over real sysfs trees and a real SQLite ledger."""
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -8,6 +9,8 @@ import threading
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 from pci_passthrough import devspec, exception, flavors, sysfs_scan
 from pci_passthrough.claims import PortRequest
@@ -397,3 +400,37 @@ def test_device_states(tracker, host):
     states = tracker.device_states()
     assert alloc.address not in states
     assert states[alloc.parent_addr] == "available"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hst.lists(hst.tuples(hst.sampled_from(["claim", "free"]),
+                            hst.integers(0, 5),
+                            hst.sampled_from(["intel", "pf", "net1",
+                                              "grp1"])),
+                 max_size=30))
+def test_random_claims_and_frees_keep_the_invariants(tmp_path_factory,
+                                                     steps):
+    host = Host(tmp_path_factory.mktemp("prop"))
+    tracker = host.tracker()
+    instances = [str(uuid.UUID(int=i + 1)) for i in range(6)]
+    for action, who, flavor in steps:
+        inst = instances[who]
+        if action == "free":
+            tracker.free(inst)
+            continue
+        index = len(tracker.allocations(inst))
+        with contextlib.suppress(exception.ClaimFailed):
+            tracker.claim(inst, [PortRequest(index, flavor=flavor,
+                                             needs_netdev=flavor != "pf")])
+    allocs = tracker.allocations()
+    addresses = [a.address for a in allocs]
+    # No device twice; never a PF together with one of its VFs.
+    assert len(addresses) == len(set(addresses))
+    held = set(addresses)
+    assert not [a for a in allocs if a.parent_addr in held]
+    # Memory and ledger agree, and a restart sees the same.
+    ledger = sorted(r.address for r in Ledger(host.ledger_path).records())
+    assert ledger == sorted(addresses)
+    tracker.close()
+    assert host.tracker().allocations() == allocs
