@@ -1,28 +1,13 @@
 """libvirt XML for the per-instance networks, built and parsed with lxml."""
 
 import dataclasses
-import re
 
 from lxml import etree
 
-from pci_passthrough import exception
+from pci_passthrough.netdev_name import check_netdev
 from pci_passthrough.network.base import NetworkSpec
 
 MACVTAP_MODES = ("passthrough", "bridge", "private", "vepa")
-# Linux IFNAMSIZ is 16 including the terminating NUL; dev_valid_name()
-# refuses '/', ':' and white space, and the names '.' and '..'.
-_NETDEV = re.compile(r"[^/:\s]{1,15}\Z")
-
-
-def check_netdev(name: str, device: str = "-") -> str:
-    """``name`` when the kernel would accept it as an interface name."""
-    if not isinstance(name, str) or not _NETDEV.match(name) or name in (
-            ".", ".."):
-        raise exception.InvalidNetdevName(
-            name=name, device=device,
-            reason="expected 1 to 15 characters without '/', ':' or white "
-                   "space")
-    return name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

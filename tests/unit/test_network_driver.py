@@ -11,11 +11,12 @@ from oslo_config import cfg
 from pci_passthrough import exception, opts
 from pci_passthrough.fixtures.libvirt_hosts import guest_xml
 from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
+from pci_passthrough.netdev_name import check_netdev
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkSpec
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.names import network_name, parse_network_name
-from pci_passthrough.network.netxml import check_netdev, network_xml
+from pci_passthrough.network.netxml import network_xml
 from pci_passthrough.network.noop import NoopDriver
 
 SCHEMAS = pathlib.Path("/usr/share/libvirt/schemas")
