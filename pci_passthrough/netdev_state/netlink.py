@@ -116,6 +116,8 @@ class NetdevLinks:
         (``/proc/PID/ns/net``); None for the caller's own namespace.
     :raises NetnsUnavailable: the namespace does not exist or netlink
         cannot be opened there.
+
+    One instance serves one thread at a time.
     """
 
     def __init__(self, netns: str | None = None) -> None:
@@ -123,6 +125,10 @@ class NetdevLinks:
         self._where = "" if netns is None else (
             f" in network namespace {netns}")
         if netns is not None:
+            if not isinstance(netns, str) or not netns or "\0" in netns:
+                raise NetnsUnavailable(
+                    netns=repr(netns),
+                    reason="expected a namespace name or path")
             path = netns if "/" in netns else os.path.join(_NETNS_DIR,
                                                            netns)
             # Checked here: pyroute2 would create a missing namespace.

@@ -209,3 +209,9 @@ def test_missing_namespace_is_refused_and_never_created(netns: str) -> None:
     with pytest.raises(NetnsUnavailable, match="does not exist"):
         nl.read_state("lo", netns=netns)
     assert not os.path.exists(os.path.join("/run/netns", netns))
+
+
+@pytest.mark.parametrize("netns", ["", "a\0b", 5])
+def test_namespace_that_is_no_name_is_refused(netns: object) -> None:
+    with pytest.raises(NetnsUnavailable, match="expected a namespace"):
+        nl.NetdevLinks(netns)  # type: ignore[arg-type]
