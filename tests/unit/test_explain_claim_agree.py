@@ -10,6 +10,7 @@ devices" and "a claim of N succeeds" the same question.
 More examples on demand: PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES=2000.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -135,12 +136,10 @@ def test_explain_reports_n_serving_devices_iff_a_claim_of_n_succeeds(sc):
             tracker.update_devices(sysfs_scan.scan(str(root)), specs)
             for n in sc["earlier"]:
                 # Earlier instances take what they can.
-                try:
+                with contextlib.suppress(exception.ClaimFailed):
                     tracker.claim(str(uuid.uuid4()),
                                   [PortRequest(i, flavor="f")
                                    for i in range(n)], sc["cells"])
-                except exception.ClaimFailed:
-                    pass
             count = sc["count"]
             explained = tracker.explain("f", count=count,
                                         numa_cells=sc["cells"])
