@@ -29,7 +29,7 @@ from pci_passthrough.ledger import Ledger
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 from pci_passthrough.network.names import network_name, parse_network_name
-from pci_passthrough.states import PortState, Repair
+from pci_passthrough.states import NETWORKED, Repair
 from pci_passthrough.tracker import HostTracker
 
 LOG = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ class HostAgent:
         try:
             for alloc in allocs:
                 spec = self._spec(alloc)
-                if alloc.state != PortState.PLUGGED:
+                if alloc.state not in NETWORKED:
                     # Before the step: a step that fails part-way may
                     # leave the network defined.
                     touched.append(spec.name)
@@ -461,7 +461,7 @@ class HostAgent:
         held = set()
         for alloc in self._tracker.allocations():
             held.add((alloc.instance_uuid, alloc.port_index))
-            if alloc.state == PortState.PLUGGED and alloc.netdev:
+            if alloc.state in NETWORKED and alloc.netdev:
                 spec = self._spec(alloc)
                 expected[spec.name] = (alloc, spec)
         for name in sorted(present):

@@ -39,6 +39,11 @@ STORED: frozenset[PortState] = frozenset({
     PortState.CLAIMED, PortState.PLUGGED, PortState.INCOMING,
     PortState.OUTGOING})
 
+#: The states in which the port's network exists on this host: reconcile
+#: restores it, and a failed plug leaves it alone (a guest may use it).
+NETWORKED: frozenset[PortState] = frozenset({
+    PortState.PLUGGED, PortState.INCOMING, PortState.OUTGOING})
+
 _S = PortState
 
 #: state -> the states it may change to.
