@@ -372,6 +372,8 @@ class HostAgent:
     def _plug(self, instance_uuid: str) -> list[PluggedPort]:
         allocs = sorted(self._tracker.allocations(instance_uuid),
                         key=lambda a: a.port_index)
+        if not allocs:
+            return []
         # Networks of ports not plugged before this call: they are this
         # call's to remove if it fails.  A plugged port's network may
         # carry a running guest and is left alone.
@@ -393,6 +395,8 @@ class HostAgent:
                     index=alloc.port_index, network=spec.name,
                     address=alloc.address, netdev=spec.netdev,
                     mac=alloc.mac, interface_xml=xml))
+            # Refused when the claims were freed meanwhile (another
+            # process's free): the networks just made then go too.
             self._tracker.allocate(instance_uuid)
         except BaseException as exc:
             LOG.warning("Plugging instance %s failed (%s); removing the "

@@ -11,6 +11,11 @@ Several processes may share one ledger (the agent and the CLI): inside
 each write transaction the tracker reloads the holders when another
 connection has committed since it last looked, and the ledger's UNIQUE
 address constraint is the last guard.
+
+Every state change of a port is checked against the one table in
+pci_passthrough.states.  Services and commands change claims through
+HostAgent, which moves the ports' networks with them; the tracker alone
+knows nothing of networks.
 """
 
 import dataclasses
@@ -345,8 +350,8 @@ class HostTracker:
         """Move every port of the instance to ``state``, all or nothing.
 
         :raises InvalidStateTransition: a port's current state may not
-            change to ``state`` (see pci_passthrough.states); nothing
-            changed.
+            change to ``state`` (see pci_passthrough.states), or the
+            instance holds nothing; nothing changed.
         """
         instance = canonical_uuid(instance_uuid)
         with self._lock:
@@ -354,6 +359,10 @@ class HostTracker:
                 self._sync(txn.records)
                 mine = [r for r in self._held.values()
                         if r.instance_uuid == instance]
+                if not mine:
+                    # Freed meanwhile (by another process, say): a change
+                    # from "no claim" that the table must allow.
+                    check_transition(instance, "-", PortState.NONE, state)
                 for rec in mine:
                     check_transition(instance, rec.port_index, rec.state,
                                      state)

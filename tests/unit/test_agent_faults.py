@@ -392,3 +392,30 @@ def test_instance_locks_are_pruned_when_no_operation_holds_them(host):
     assert errors == []
     assert agent.allocations() == []
     assert agent._instance_locks == {}
+
+
+# -- another process frees the instance mid-plug --------------------------
+
+def test_a_free_by_another_process_during_plug_leaves_no_network(host):
+    inst = new_uuid()
+    # The other process: its own agent and ledger connection on the same
+    # host (the CLI's free).
+    other = host.agent()
+
+    class FreedMidway(LibvirtMacvtapDriver):
+        def ensure_network(self, spec):
+            changed = super().ensure_network(spec)
+            if spec.name.endswith("-0"):
+                other.release(inst)
+            return changed
+
+    agent = host.agent(FreedMidway(host.conf, connection=host.conn))
+    agent.claim(inst, PORTS)
+    with pytest.raises(exception.InvalidStateTransition,
+                       match=f"Instance {inst} port - cannot go from state "
+                             f"none to plugged"):
+        agent.plug(inst)
+    assert host.networks() == []
+    assert agent.allocations() == [] and other.allocations() == []
+    # Plugging an instance that holds nothing plugs nothing.
+    assert agent.plug(inst) == []
