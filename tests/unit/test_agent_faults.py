@@ -419,3 +419,13 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
     assert agent.allocations() == [] and other.allocations() == []
     # Plugging an instance that holds nothing plugs nothing.
     assert agent.plug(inst) == []
+
+
+def test_closing_the_agent_leaves_the_host_process_connection_open(host):
+    agent = host.agent()
+    inst = new_uuid()
+    agent.claim(inst, PORTS[:1])
+    agent.plug(inst)
+    agent.close()
+    assert host.conn.isAlive() == 1
+    assert host.networks() == [f"pcipt-{inst}-0"]
