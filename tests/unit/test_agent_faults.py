@@ -429,3 +429,22 @@ def test_closing_the_agent_leaves_the_host_process_connection_open(host):
     agent.close()
     assert host.conn.isAlive() == 1
     assert host.networks() == [f"pcipt-{inst}-0"]
+
+
+def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
+        host):
+    agent = host.agent()
+    inst = new_uuid()
+    agent.claim(inst, PORTS[:1])
+    agent.plug(inst)
+    # The source side of a migration in progress.
+    agent._tracker.transition(inst, PortState.OUTGOING)
+    agent.close()
+    name = f"pcipt-{inst}-0"
+    net = host.conn.networkLookupByName(name)
+    net.destroy()
+    net.undefine()
+    report = host.agent(start=False).start()
+    assert [(a.action, a.network) for a in report.actions] == [
+        (Repair.RESTORED, name)]
+    assert host.networks() == [name]
