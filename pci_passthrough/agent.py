@@ -212,7 +212,13 @@ class HostAgent:
             except BaseException:
                 if not held:
                     # Everything here was made by this call: undo it all.
-                    self._release(instance_uuid)
+                    # The caller gets the plug's error, not the undo's.
+                    try:
+                        self._release(instance_uuid)
+                    except Exception:
+                        LOG.exception("Cannot undo the claims of incoming "
+                                      "instance %s; abort_incoming_"
+                                      "migration retries", instance_uuid)
                 raise
 
     def complete_outgoing_migration(self, instance_uuid: str) -> None:
