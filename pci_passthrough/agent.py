@@ -322,6 +322,7 @@ class HostAgent:
 
     def _claim(self, instance_uuid: str, ports: Sequence[PortRequest],
                numa_cells: Collection[int] | None) -> list[Allocation]:
+        _check_request(ports, numa_cells)
         if not self._scanned:
             # A claim before start() would see no device at all.
             self._refresh()
@@ -510,3 +511,24 @@ class _InstanceLock:
 
 def _shown(value: object) -> str:
     return "none" if value is None else repr(value)
+
+
+def _check_request(ports: object, numa_cells: object) -> None:
+    """API callers' input is checked before anything is looked up."""
+    if isinstance(ports, (str, bytes)) or not isinstance(ports, Sequence) \
+            or not all(isinstance(p, PortRequest) for p in ports):
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"expected a sequence of PortRequest, got "
+                             f"{_shorten(repr(ports))}")
+    if numa_cells is not None and (
+            isinstance(numa_cells, (str, bytes))
+            or not isinstance(numa_cells, Collection)
+            or not all(isinstance(c, int) and not isinstance(c, bool)
+                       and c >= 0 for c in numa_cells)):
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"numa_cells {_shorten(repr(numa_cells))} is "
+                             f"not a collection of NUMA node numbers")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -7,6 +7,7 @@ Faults are produced by a real LibvirtMacvtapDriver subclass that fails at
 a chosen step on libvirt's test driver, not by mocks."""
 
 import logging
+import re
 import threading
 import uuid
 
@@ -448,3 +449,21 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
     assert [(a.action, a.network) for a in report.actions] == [
         (Repair.RESTORED, name)]
     assert host.networks() == [name]
+
+
+@pytest.mark.parametrize("ports,cells,shown", [
+    ([{"index": 0, "flavor": "net1"}], None, "sequence of PortRequest"),
+    ("net1", None, "sequence of PortRequest"),
+    (PORTS[0], None, "sequence of PortRequest"),
+    (PORTS, "0", "numa_cells '0' is not"),
+    (PORTS, [0, -1], "numa_cells [0, -1] is not"),
+    (PORTS, [True], "numa_cells [True] is not"),
+])
+def test_malformed_claim_arguments_are_refused_by_name(host, ports, cells,
+                                                       shown):
+    agent = host.agent()
+    with pytest.raises(exception.InvalidPortRequest, match=re.escape(shown)):
+        agent.claim(INST, ports, cells)
+    with pytest.raises(exception.MigrationRefused, match=re.escape(shown)):
+        agent.prepare_incoming_migration(INST, ports, cells)
+    assert agent.allocations() == []
