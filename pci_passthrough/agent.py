@@ -1,17 +1,18 @@
 """The host-level API a nova-compute fork calls.
 
 HostAgent ties the scanner, the device tracker with its ledger, and the
-network driver together.  Each method is idempotent: calling it again after
-success, or after a crash part-way, converges to the same state.  A failure
-part-way through several ports undoes what the call did for the ports
-already done.
+network driver together.  It is the one path by which claims change
+(the CLI's claim and free use it too), so that claims and networks move
+together.  Each method is idempotent: calling it again after success, or
+after a crash part-way, converges to the same state.  A failure part-way
+through several ports undoes what the call did.
 """
 
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -28,12 +29,14 @@ from pci_passthrough.ledger import Ledger
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 from pci_passthrough.network.names import network_name, parse_network_name
-from pci_passthrough.states import PortState
+from pci_passthrough.states import NETWORKED, Repair
 from pci_passthrough.tracker import HostTracker
 
 LOG = logging.getLogger(__name__)
-A = TypeVar("A")
+P = ParamSpec("P")
 R = TypeVar("R")
+# The fields of a port request a repeated claim must repeat as they are.
+_REQUEST_FIELDS = ("flavor", "spec", "mac", "vlan", "needs_netdev")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class PluggedPort:
 class ReconcileAction:
     """One repair start() made, for its report."""
 
-    action: str          # "deleted", "restored" or "rewritten"
+    action: Repair
     network: str
     reason: str
 
@@ -91,7 +94,10 @@ class HostAgent:
         self._ledger = Ledger(group.state_path)
         self._tracker = HostTracker(self._flavors, self._ledger)
         self._lock = threading.Lock()
-        self._instance_locks: dict[str, threading.Lock] = {}
+        self._idle = threading.Condition(self._lock)
+        self._instance_locks: dict[str, _InstanceLock] = {}
+        self._active = 0
+        self._closed = False
         self._scanned = False
 
     # -- lifecycle of the agent ------------------------------------------
@@ -99,38 +105,51 @@ class HostAgent:
     def start(self) -> StartReport:
         """Scan, load the ledger, and reconcile libvirt's networks.
 
-        A network carrying the prefix whose instance holds no claim here is
-        deleted; a plugged port whose network is missing gets it back; a
-        network holding another device than the ledger says is rewritten.
-        Networks without the prefix are never touched.
+        A network whose whole name is ``<prefix><instance uuid>-<port>``
+        and whose port holds no claim here is deleted; a plugged port
+        whose network is missing gets it back; a network holding another
+        device than the ledger says is rewritten.  Any other network,
+        with or without the prefix, is never touched.
         """
-        scan = sysfs_scan.scan(self._sysfs_root)
-        self._tracker.update_devices(scan, self._specs)
-        self._scanned = True
-        actions = self._reconcile()
-        for act in actions:
-            LOG.info("Reconcile: %s network %s (%s)", act.action,
-                     act.network, act.reason)
-        return StartReport(
-            devices=len(scan.devices),
-            allocations=len(self._tracker.allocations()),
-            scan_errors=tuple(f"{e.path}: {e.reason}" for e in scan.errors),
-            actions=tuple(actions),
-        )
+        with self._open("start"):
+            scan = sysfs_scan.scan(self._sysfs_root)
+            self._tracker.update_devices(scan, self._specs)
+            self._scanned = True
+            actions = self._reconcile()
+            for act in actions:
+                LOG.info("Reconcile: %s network %s (%s)", act.action,
+                         act.network, act.reason)
+            return StartReport(
+                devices=len(scan.devices),
+                allocations=len(self._tracker.allocations()),
+                scan_errors=tuple(f"{e.path}: {e.reason}"
+                                  for e in scan.errors),
+                actions=tuple(actions),
+            )
 
     def refresh(self) -> UpdateReport:
         """Rescan sysfs (nova-compute's periodic task)."""
-        scan = sysfs_scan.scan(self._sysfs_root)
-        report = self._tracker.update_devices(scan, self._specs)
-        self._scanned = True
-        return report
+        with self._open("refresh"):
+            return self._refresh()
 
     def close(self) -> None:
-        self._driver.close()
-        self._ledger.close()
+        """Wait for the operations in progress, then release the driver
+        and the ledger.  Every later call raises AgentClosed; closing
+        again does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            while self._active:
+                self._idle.wait()
+        try:
+            self._driver.close()
+        finally:
+            self._ledger.close()
 
     def __enter__(self) -> "HostAgent":
-        return self
+        with self._open("__enter__"):
+            return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -144,8 +163,13 @@ class HostAgent:
 
         Ports the instance already holds are returned as they are, so a
         repeated call claims nothing twice.
+
+        :raises ClaimConflict: a port is held with another flavor, spec,
+            MAC or VLAN than this request's.
+        :raises InvalidPortRequest: a VLAN the network driver cannot
+            carry; nothing is recorded.
         """
-        with self._instance(instance_uuid):
+        with self._instance("claim", instance_uuid):
             return self._named(self._claim(instance_uuid, ports,
                                            numa_cells))
 
@@ -155,9 +179,10 @@ class HostAgent:
         :returns: one PluggedPort per claimed port, with the interface XML
             for the domain.
         :raises NetworkDriverError: naming the instance, port and network;
-            the networks this call made are removed again.
+            the networks this call touched for ports that were not yet
+            plugged are removed again, the failed port's included.
         """
-        with self._instance(instance_uuid):
+        with self._instance("plug", instance_uuid):
             return self._plug(instance_uuid)
 
     def prepare_incoming_migration(
@@ -172,77 +197,140 @@ class HostAgent:
         :raises MigrationRefused: when this host cannot serve every port;
             nothing is left claimed or defined here.
         """
-        with self._instance(instance_uuid):
+        with self._instance("prepare_incoming_migration", instance_uuid):
             held = {a.port_index for a in
                     self._tracker.allocations(instance_uuid)}
             try:
                 self._claim(instance_uuid, ports, numa_cells)
-            except exception.ClaimFailed as exc:
+            except (exception.ClaimFailed,
+                    exception.InvalidPortRequest) as exc:
                 raise exception.MigrationRefused(
                     instance=instance_uuid,
                     reason=str(exc).rstrip(".")) from exc
             try:
                 return self._plug(instance_uuid)
-            except exception.PciPassthroughError:
+            except BaseException:
                 if not held:
                     # Everything here was made by this call: undo it all.
-                    self._release(instance_uuid)
+                    # The caller gets the plug's error, not the undo's.
+                    try:
+                        self._release(instance_uuid)
+                    except Exception:
+                        LOG.exception("Cannot undo the claims of incoming "
+                                      "instance %s; abort_incoming_"
+                                      "migration retries", instance_uuid)
                 raise
 
     def complete_outgoing_migration(self, instance_uuid: str) -> None:
         """On the source, after a successful migration: delete this host's
         networks of the instance and free its devices."""
-        self.release(instance_uuid)
+        with self._instance("complete_outgoing_migration", instance_uuid):
+            self._release(instance_uuid)
 
     def abort_incoming_migration(self, instance_uuid: str) -> None:
         """On the destination, after a failed migration: delete the
         networks and free the claims made here."""
-        self.release(instance_uuid)
+        with self._instance("abort_incoming_migration", instance_uuid):
+            self._release(instance_uuid)
 
     def release(self, instance_uuid: str) -> list[Allocation]:
-        """On destroy: delete the instance's networks, free its devices."""
-        with self._instance(instance_uuid):
+        """On destroy: delete the instance's networks, then free its
+        devices.
+
+        :raises NetworkDriverError: a network could not be removed (or
+            listed); nothing was freed.
+        """
+        with self._instance("release", instance_uuid):
             return self._release(instance_uuid)
 
     def allocations(self, instance_uuid: str | None = None
                     ) -> list[Allocation]:
-        return self._named(self._tracker.allocations(instance_uuid))
+        with self._open("allocations"):
+            return self._named(self._tracker.allocations(instance_uuid))
 
     def device_states(self) -> dict[str, str]:
         """Every assignable device's state (see HostTracker)."""
-        return self._tracker.device_states()
+        with self._open("device_states"):
+            return self._tracker.device_states()
 
-    def _named(self, allocs: list[Allocation]) -> list[Allocation]:
-        return [dataclasses.replace(a, network=self.network_name(
-            a.instance_uuid, a.port_index)) for a in allocs]
-
-    def explain(self, flavor: str, count: int = 1) -> Explanation:
-        """Why each device does or does not serve ``count`` of ``flavor``."""
-        return self._tracker.explain(flavor, count=count)
+    def explain(self, flavor: str, count: int = 1,
+                numa_cells: Collection[int] | None = None) -> Explanation:
+        """Why each device does or does not serve ``count`` of ``flavor``
+        (for an instance on ``numa_cells``)."""
+        with self._open("explain"):
+            if not self._scanned:
+                self._refresh()
+            return self._tracker.explain(flavor, count=count,
+                                         numa_cells=numa_cells)
 
     def network_name(self, instance_uuid: str, port_index: int) -> str:
-        return network_name(self._prefix, instance_uuid, port_index)
+        with self._open("network_name"):
+            return self._name(instance_uuid, port_index)
 
     # -- internals -----------------------------------------------------------
 
+    def _name(self, instance_uuid: str, port_index: int) -> str:
+        return network_name(self._prefix, instance_uuid, port_index)
+
+    def _named(self, allocs: list[Allocation]) -> list[Allocation]:
+        return [dataclasses.replace(a, network=self._name(
+            a.instance_uuid, a.port_index)) for a in allocs]
+
+    def _refresh(self) -> UpdateReport:
+        scan = sysfs_scan.scan(self._sysfs_root)
+        report = self._tracker.update_devices(scan, self._specs)
+        self._scanned = True
+        return report
+
     @contextmanager
-    def _instance(self, instance_uuid: str) -> Iterator[None]:
-        # Operations on one instance are serialised; different instances
-        # proceed in parallel (the tracker has its own lock).
-        canonical_uuid(instance_uuid)
+    def _open(self, method: str) -> Iterator[None]:
+        """Count an operation in progress; refuse it once closed."""
         with self._lock:
-            lock = self._instance_locks.setdefault(instance_uuid,
-                                                   threading.Lock())
-        with lock:
+            if self._closed:
+                raise exception.AgentClosed(method=method)
+            self._active += 1
+        try:
             yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if not self._active:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def _instance(self, method: str, instance_uuid: str) -> Iterator[None]:
+        # Operations on one instance are serialised; different instances
+        # proceed in parallel (the tracker has its own lock).  A lock
+        # lives only while an operation holds or waits for it, so ids
+        # seen once cost nothing afterwards.
+        with self._open(method):
+            canonical_uuid(instance_uuid)
+            with self._lock:
+                entry = self._instance_locks.get(instance_uuid)
+                if entry is None:
+                    entry = self._instance_locks[instance_uuid] = \
+                        _InstanceLock()
+                entry.users += 1
+            try:
+                with entry.lock:
+                    yield
+            finally:
+                with self._lock:
+                    entry.users -= 1
+                    if not entry.users:
+                        del self._instance_locks[instance_uuid]
 
     def _claim(self, instance_uuid: str, ports: Sequence[PortRequest],
                numa_cells: Collection[int] | None) -> list[Allocation]:
+        _check_request(ports, numa_cells)
         if not self._scanned:
             # A claim before start() would see no device at all.
-            self.refresh()
+            self._refresh()
+        self._check_vlans(ports)
         held = {a.port_index: a
                 for a in self._tracker.allocations(instance_uuid)}
+        if held:
+            self._check_repeated(instance_uuid, ports, held)
         missing = [p for p in ports if p.index not in held]
         new = (self._tracker.claim(instance_uuid, missing, numa_cells)
                if missing else [])
@@ -250,47 +338,85 @@ class HostAgent:
         result = [a for a in held.values() if a.port_index in wanted]
         return sorted([*result, *new], key=lambda a: a.port_index)
 
+    def _check_vlans(self, ports: Sequence[PortRequest]) -> None:
+        """A VLAN the driver cannot carry is refused before anything is
+        recorded (libvirt would refuse it only when the network starts)."""
+        for port in ports:
+            if port.vlan is None:
+                continue
+            refusal = self._driver.vlan_refusal()
+            if refusal is not None:
+                raise exception.InvalidPortRequest(
+                    port=port.index,
+                    reason=f"VLAN {port.vlan} cannot be carried: {refusal}")
+
+    def _check_repeated(self, instance: str, ports: Sequence[PortRequest],
+                        held: dict[int, Allocation]) -> None:
+        requests = self._tracker.port_requests(instance)
+        for port in ports:
+            have = requests.get(port.index)
+            if have is None:
+                continue
+            for field in _REQUEST_FIELDS:
+                old, new = getattr(have, field), getattr(port, field)
+                if old != new:
+                    raise exception.ClaimConflict(
+                        instance=instance, port=port.index,
+                        address=held[port.index].address, field=field,
+                        held=_shown(old), wanted=_shown(new))
+
     def _spec(self, alloc: Allocation) -> NetworkSpec:
         if not alloc.netdev:
             raise exception.NetworkDriverError(
-                network=self.network_name(alloc.instance_uuid,
-                                          alloc.port_index),
+                network=self._name(alloc.instance_uuid, alloc.port_index),
                 instance=alloc.instance_uuid, port=alloc.port_index,
                 reason=f"device {alloc.address} has no netdev to back a "
                        f"macvtap interface")
         return NetworkSpec(
-            name=self.network_name(alloc.instance_uuid, alloc.port_index),
+            name=self._name(alloc.instance_uuid, alloc.port_index),
             netdev=alloc.netdev, vlan=alloc.vlan)
 
     def _plug(self, instance_uuid: str) -> list[PluggedPort]:
         allocs = sorted(self._tracker.allocations(instance_uuid),
                         key=lambda a: a.port_index)
-        made: list[str] = []
+        if not allocs:
+            return []
+        # Networks of ports not plugged before this call: they are this
+        # call's to remove if it fails.  A plugged port's network may
+        # carry a running guest and is left alone.
+        touched: list[str] = []
         plugged = []
         try:
             for alloc in allocs:
                 spec = self._spec(alloc)
-                changed = self._call(instance_uuid, alloc.port_index,
-                                     spec.name, self._driver.ensure_network,
-                                     spec)
-                if changed:
-                    made.append(spec.name)
+                if alloc.state not in NETWORKED:
+                    # Before the step: a step that fails part-way may
+                    # leave the network defined.
+                    touched.append(spec.name)
+                self._call(instance_uuid, alloc.port_index, spec.name,
+                           self._driver.ensure_network, spec)
+                xml = self._call(instance_uuid, alloc.port_index,
+                                 spec.name, self._driver.interface_xml,
+                                 spec.name, alloc.mac)
                 plugged.append(PluggedPort(
                     index=alloc.port_index, network=spec.name,
                     address=alloc.address, netdev=spec.netdev,
-                    mac=alloc.mac,
-                    interface_xml=self._driver.interface_xml(spec.name,
-                                                             alloc.mac)))
-        except exception.PciPassthroughError:
-            LOG.error("Plugging instance %s failed; removing the networks "
-                      "made: %s", instance_uuid, made, exc_info=True)
-            for name in made:
+                    mac=alloc.mac, interface_xml=xml))
+            # Refused when the claims were freed meanwhile (another
+            # process's free): the networks just made then go too.
+            self._tracker.allocate(instance_uuid)
+        except BaseException as exc:
+            LOG.warning("Plugging instance %s failed (%s); removing the "
+                        "networks it touched: %s", instance_uuid, exc,
+                        ", ".join(touched) or "none")
+            for name in touched:
                 try:
                     self._driver.delete_network(name)
-                except exception.PciPassthroughError:
-                    LOG.exception("Cannot remove network %s", name)
+                except Exception:
+                    LOG.exception("Cannot remove network %s of instance "
+                                  "%s; release the instance to retry",
+                                  name, instance_uuid)
             raise
-        self._tracker.allocate(instance_uuid)
         return plugged
 
     def _release(self, instance_uuid: str) -> list[Allocation]:
@@ -298,32 +424,46 @@ class HostAgent:
         ports = {a.port_index for a in self._tracker.allocations(instance)}
         # Networks a crash left before their claims were recorded (or
         # after they were freed) carry the instance's name too.
-        for name in self._driver.list_networks(self._prefix):
+        present = self._call(instance, "-", f"{self._prefix}*",
+                             self._driver.list_networks, self._prefix)
+        for name in present:
             parsed = parse_network_name(self._prefix, name)
             if parsed and parsed[0] == instance:
                 ports.add(parsed[1])
         for port in sorted(ports):
-            name = self.network_name(instance, port)
+            name = self._name(instance, port)
             # A device is freed only once its network is gone, so a
             # device is never handed out while a network still holds it.
             self._call(instance, port, name, self._driver.delete_network,
                        name)
         return self._tracker.free(instance)
 
-    def _call(self, instance_uuid: str, port: int, name: str,
-              fn: Callable[[A], R], arg: A) -> R:
-        """Run a driver step; its failure becomes a NetworkDriverError
-        naming the instance, the port and the network."""
+    def _call(self, instance_uuid: str, port: int | str, name: str,
+              fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a driver step; any failure, a plugin's raw exception
+        included, becomes a NetworkDriverError naming the instance, the
+        port and the network, logged with its traceback."""
         try:
-            return fn(arg)
+            return fn(*args, **kwargs)
         except exception.NetworkDriverError:
             raise
         except exception.PciPassthroughError as exc:
-            LOG.error("Network %s of instance %s port %s failed", name,
+            # The driver's own error already says what failed; the caller
+            # gets it, wrapped.
+            LOG.debug("Network %s of instance %s port %s failed", name,
                       instance_uuid, port, exc_info=True)
             raise exception.NetworkDriverError(
                 network=name, instance=instance_uuid, port=port,
-                reason=str(exc)) from exc
+                reason=str(exc).rstrip(".")) from exc
+        except Exception as exc:
+            # A plugin's raw exception: its traceback is the only clue.
+            LOG.error("Network driver %s failed on network %s of instance "
+                      "%s port %s", type(self._driver).__name__, name,
+                      instance_uuid, port, exc_info=True)
+            raise exception.NetworkDriverError(
+                network=name, instance=instance_uuid, port=port,
+                reason=f"the network driver raised "
+                       f"{type(exc).__name__}: {exc}") from exc
 
     def _reconcile(self) -> list[ReconcileAction]:
         actions: list[ReconcileAction] = []
@@ -332,15 +472,19 @@ class HostAgent:
         held = set()
         for alloc in self._tracker.allocations():
             held.add((alloc.instance_uuid, alloc.port_index))
-            if alloc.state == PortState.PLUGGED and alloc.netdev:
+            if alloc.state in NETWORKED and alloc.netdev:
                 spec = self._spec(alloc)
                 expected[spec.name] = (alloc, spec)
         for name in sorted(present):
             parsed = parse_network_name(self._prefix, name)
-            if parsed is None or parsed not in held:
-                self._driver.delete_network(name)
-                actions.append(ReconcileAction(
-                    "deleted", name, "no claim here holds its port"))
+            # Only a name that parses whole as ours is ours: a prefix
+            # such as "d" must not make libvirt's "default" an orphan.
+            if parsed is None or parsed in held:
+                continue
+            self._call(parsed[0], parsed[1], name,
+                       self._driver.delete_network, name)
+            actions.append(ReconcileAction(
+                Repair.DELETED, name, "no claim here holds its port"))
         for name, (alloc, spec) in sorted(expected.items()):
             have = present.get(name)
             if have == spec:
@@ -349,10 +493,42 @@ class HostAgent:
                        self._driver.ensure_network, spec)
             if have is None:
                 actions.append(ReconcileAction(
-                    "restored", name,
+                    Repair.RESTORED, name,
                     f"port {alloc.port_index} holds {alloc.address}"))
             else:
                 actions.append(ReconcileAction(
-                    "rewritten", name,
+                    Repair.REWRITTEN, name,
                     f"held {have.netdev}, the ledger says {spec.netdev}"))
         return actions
+
+
+@dataclasses.dataclass(slots=True)
+class _InstanceLock:
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    #: Operations holding or waiting for the lock.
+    users: int = 0
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None else repr(value)
+
+
+def _check_request(ports: object, numa_cells: object) -> None:
+    """API callers' input is checked before anything is looked up."""
+    if isinstance(ports, (str, bytes)) or not isinstance(ports, Sequence) \
+            or not all(isinstance(p, PortRequest) for p in ports):
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"expected a sequence of PortRequest, got "
+                             f"{_shorten(repr(ports))}")
+    if numa_cells is not None and (
+            isinstance(numa_cells, (str, bytes))
+            or not isinstance(numa_cells, Collection)
+            or not all(isinstance(c, int) and not isinstance(c, bool)
+                       and c >= 0 for c in numa_cells)):
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"numa_cells {_shorten(repr(numa_cells))} is "
+                             f"not a collection of NUMA node numbers")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

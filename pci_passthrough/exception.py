@@ -85,6 +85,23 @@ class LedgerError(PciPassthroughError):
     msg_fmt = "Claims ledger %(path)s is unusable: %(reason)s."
 
 
+class InvalidStateTransition(PciPassthroughError):
+    msg_fmt = ("Instance %(instance)s port %(port)s cannot go from state "
+               "%(old)s to %(new)s; from %(old)s it may go to: "
+               "%(allowed)s.")
+
+
+class ClaimConflict(PciPassthroughError):
+    msg_fmt = ("Instance %(instance)s port %(port)s already holds device "
+               "%(address)s with %(field)s %(held)s; the request asks for "
+               "%(wanted)s. Release the instance to claim it anew.")
+
+
+class AgentClosed(PciPassthroughError):
+    msg_fmt = ("HostAgent.%(method)s: the agent is closed; create a new "
+               "HostAgent.")
+
+
 # --- networks and the libvirt driver -------------------------------------
 
 class InvalidNetdevName(PciPassthroughError):
@@ -118,3 +135,9 @@ class HostSetupError(PciPassthroughError):
 class MigrationRefused(PciPassthroughError):
     msg_fmt = ("This host cannot receive instance %(instance)s: "
                "%(reason)s. Nothing was claimed or defined here.")
+
+
+class ReleaseRefused(PciPassthroughError):
+    msg_fmt = ("Cannot free instance %(instance)s: its networks cannot be "
+               "removed (%(reason)s). Nothing was freed: a device is never "
+               "freed while a network may still hold it. %(remedy)s")

@@ -11,6 +11,11 @@ Several processes may share one ledger (the agent and the CLI): inside
 each write transaction the tracker reloads the holders when another
 connection has committed since it last looked, and the ledger's UNIQUE
 address constraint is the last guard.
+
+Every state change of a port is checked against the one table in
+pci_passthrough.states.  Services and commands change claims through
+HostAgent, which moves the ports' networks with them; the tracker alone
+knows nothing of networks.
 """
 
 import dataclasses
@@ -39,9 +44,12 @@ from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
-from pci_passthrough.states import PortState
+from pci_passthrough.states import PortState, check_transition
 
 LOG = logging.getLogger(__name__)
+# Matching pools are cached per flavor; inline specs make new flavors at
+# will, so the cache is emptied when it reaches this size.
+_POOL_CACHE_SIZE = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -236,6 +244,8 @@ class HostTracker:
                             port=port.index,
                             reason=f"instance {instance} already holds a "
                                    f"device for this port")
+                    check_transition(instance, port.index, PortState.NONE,
+                                     PortState.CLAIMED)
                 picks = self._select(instance, wanted, numa_cells)
                 records = [LedgerRecord(
                     instance_uuid=instance, port_index=port.index,
@@ -267,6 +277,8 @@ class HostTracker:
             pools = [p for p in self._pools.values()
                      if matching.first_mismatch(specs, p.attrs, special,
                                                 ignore=("address",)) is None]
+            if len(self._pool_cache) >= _POOL_CACHE_SIZE:
+                self._pool_cache.clear()
             self._pool_cache[specs] = pools
         return pools
 
@@ -289,7 +301,13 @@ class HostTracker:
               cells: Collection[int] | None,
               taken: Sequence[str]) -> str | None:
         policy = specs[0].numa_policy
-        pinned = {s.get("address") for s in specs} - {None}
+        # A fast path when every alternative pins addresses: only those
+        # can serve.  Whether a device serves is decided per device below,
+        # by the same check explain makes (a pool knows no address).
+        pinned = {s.get("address") for s in specs}
+        if None in pinned:
+            pinned = set()
+        special = self.flavors.special_attributes
         pools = [p for p in self._matching_pools(specs)
                  if p.free and (not needs_netdev or (
                      p.dev_type == DEV_TYPE_VF and p.has_netdev))
@@ -303,6 +321,10 @@ class HostTracker:
                 if pinned and address not in pinned:
                     continue
                 if self._conflicts(address, taken):
+                    continue
+                if matching.first_mismatch(
+                        specs, self._entries[address].attrs,
+                        special) is not None:
                     continue
                 return address
         return None
@@ -321,15 +343,33 @@ class HostTracker:
 
     def allocate(self, instance_uuid: str) -> list[Allocation]:
         """Claimed -> plugged (the instance's networks exist)."""
+        return self.transition(instance_uuid, PortState.PLUGGED)
+
+    def transition(self, instance_uuid: str,
+                   state: PortState) -> list[Allocation]:
+        """Move every port of the instance to ``state``, all or nothing.
+
+        :raises InvalidStateTransition: a port's current state may not
+            change to ``state`` (see pci_passthrough.states), or the
+            instance holds nothing; nothing changed.
+        """
         instance = canonical_uuid(instance_uuid)
         with self._lock:
             with self._ledger.transaction() as txn:
                 self._sync(txn.records)
-                txn.set_state(instance, PortState.PLUGGED)
-            for address, rec in list(self._held.items()):
-                if rec.instance_uuid == instance:
-                    self._held[address] = dataclasses.replace(
-                        rec, state=PortState.PLUGGED)
+                mine = [r for r in self._held.values()
+                        if r.instance_uuid == instance]
+                if not mine:
+                    # Freed meanwhile (by another process, say): a change
+                    # from "no claim" that the table must allow.
+                    check_transition(instance, "-", PortState.NONE, state)
+                for rec in mine:
+                    check_transition(instance, rec.port_index, rec.state,
+                                     state)
+                txn.set_state(instance, state)
+            for rec in mine:
+                self._held[rec.address] = dataclasses.replace(
+                    rec, state=state)
             return self.allocations(instance)
 
     def free(self, instance_uuid: str) -> list[Allocation]:
@@ -338,6 +378,10 @@ class HostTracker:
         with self._lock:
             with self._ledger.transaction() as txn:
                 self._sync(txn.records)
+                for rec in self._held.values():
+                    if rec.instance_uuid == instance:
+                        check_transition(instance, rec.port_index,
+                                         rec.state, PortState.RELEASED)
                 gone = txn.remove_instance(instance)
             freed = [self._allocation(r) for r in gone]
             for rec in gone:
@@ -376,6 +420,15 @@ class HostTracker:
                     or r.instance_uuid == instance_uuid]
             recs.sort(key=lambda r: (r.instance_uuid, r.port_index))
             return [self._allocation(r) for r in recs]
+
+    def port_requests(self, instance_uuid: str) -> dict[int, PortRequest]:
+        """The request each held port of the instance was claimed with."""
+        with self._lock:
+            self._sync(self._ledger.records)
+            return {r.port_index: PortRequest.from_json(r.port_index,
+                                                        r.request)
+                    for r in self._held.values()
+                    if r.instance_uuid == instance_uuid}
 
     def _allocation(self, rec: LedgerRecord) -> Allocation:
         entry = self._entries.get(rec.address)

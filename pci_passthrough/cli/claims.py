@@ -1,6 +1,11 @@
 """pci-passthrough explain, claims, claim and free: the tracker for
 operators and scripts. They share the agent's ledger (option state_path),
-so what they show and change is what the agent sees."""
+so what they show and change is what the agent sees.
+
+claim and free change claims through HostAgent, as nova-compute does, so
+that claims and networks move together: free deletes the instance's
+networks before it frees their devices, and refuses (freeing nothing)
+when the network driver cannot be reached."""
 
 import argparse
 from collections.abc import Callable
@@ -8,6 +13,7 @@ from collections.abc import Callable
 from oslo_config import cfg
 
 from pci_passthrough import exception
+from pci_passthrough.agent import HostAgent
 from pci_passthrough.claims import Allocation, PortRequest
 from pci_passthrough.cli import output
 from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
@@ -42,7 +48,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("flavors", metavar="FLAVOR[,FLAVOR...]",
                    help="One flavor per port; port indexes follow the "
                         "order.")
-    p = parser("free", "Free every device an instance holds.", run_free)
+    p = parser("free", "Delete an instance's networks, then free every "
+                       "device it holds.", run_free)
     p.add_argument("instance", metavar="INSTANCE_UUID")
 
 
@@ -104,24 +111,55 @@ def run_claims(conf: cfg.ConfigOpts) -> int:
     return 0
 
 
+def _agent(conf: cfg.ConfigOpts) -> HostAgent:
+    """The agent on this host's ledger and network driver, after a scan.
+
+    It does not reconcile: the agent of nova-compute owns the networks of
+    the instances this command does not name."""
+    _quiet_libvirt(conf)
+    conf.set_override("sysfs_root", sysfs_root(conf),
+                      group="pci_passthrough")
+    agent = HostAgent(conf)
+    try:
+        agent.refresh()
+    except BaseException:
+        agent.close()
+        raise
+    return agent
+
+
+def _quiet_libvirt(conf: cfg.ConfigOpts) -> None:
+    # The command is the process: it, not the library, decides that
+    # libvirt's own stderr lines are noise beside its one-line errors.
+    if conf.pci_passthrough.network_driver == "libvirt_macvtap":
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
 def run_claim(conf: cfg.ConfigOpts) -> int:
     instance = canonical_uuid(conf.command.instance)
     names = [n.strip() for n in conf.command.flavors.split(",")]
     ports = [PortRequest(index=i, flavor=name)
              for i, name in enumerate(names)]
-    tracker = _tracker(conf)
-    try:
-        _print_allocations(conf, tracker.claim(instance, ports))
-    finally:
-        tracker.close()
+    with _agent(conf) as agent:
+        _print_allocations(conf, agent.claim(instance, ports))
     return 0
 
 
 def run_free(conf: cfg.ConfigOpts) -> int:
     instance = canonical_uuid(conf.command.instance)
-    tracker = _tracker(conf)
-    try:
-        _print_allocations(conf, tracker.free(instance))
-    finally:
-        tracker.close()
+    with _agent(conf) as agent:
+        try:
+            freed = agent.release(instance)
+        except exception.NetworkDriverError as exc:
+            group = conf.pci_passthrough
+            raise exception.ReleaseRefused(
+                instance=instance, reason=str(exc).rstrip("."),
+                remedy=f"Make the network driver reachable (driver "
+                       f"{group.network_driver}, [pci_passthrough] "
+                       f"libvirt_uri {group.libvirt_uri}: is libvirtd "
+                       f"running?) and run 'pci-passthrough free "
+                       f"{instance}' again.") from exc
+    _print_allocations(conf, freed)
     return 0

@@ -57,6 +57,12 @@ class NetworkDriver(abc.ABC):
         """Every network whose name starts with ``prefix``; no other
         network is ever reported or touched."""
 
+    def vlan_refusal(self) -> str | None:
+        """Why this driver, as configured, cannot put a port on a VLAN;
+        None when it can.  A request with a VLAN is refused at claim, before
+        anything is recorded, when this says why."""
+        return None
+
     def interface_xml(self, network: str, mac: str | None) -> str:
         """The guest's ``<interface type='network'>`` referring to the
         network by name, for the domain XML."""

@@ -6,7 +6,7 @@ one guest port, in a macvtap forward mode; the guest refers to it by name.
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import libvirt
@@ -20,24 +20,47 @@ from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Errors that mean the connection, not the operation, failed.
-_CONNECTION_ERRORS = frozenset({
-    libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_SYSTEM_ERROR,
-    libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT})
-_CONNECTION_DOMAINS = frozenset({libvirt.VIR_FROM_RPC,
-                                 libvirt.VIR_FROM_REMOTE})
+_REMOTE = frozenset({libvirt.VIR_FROM_REMOTE, libvirt.VIR_FROM_RPC})
+# Errors that mean the connection, not the operation, failed: error code
+# AND domain together, as Nova's libvirt host code reads them.  A system
+# or internal error from another domain (a network that cannot start) is
+# the operation's failure and must not cost the host its connection.
+_CONNECTION_LOST: Mapping[int, frozenset[int] | None] = {
+    # The socket to the daemon failed ("Cannot write data", "End of
+    # file while reading data").
+    libvirt.VIR_ERR_SYSTEM_ERROR: _REMOTE,
+    # "client socket is closed".
+    libvirt.VIR_ERR_INTERNAL_ERROR: _REMOTE,
+    libvirt.VIR_ERR_RPC: _REMOTE,
+    libvirt.VIR_ERR_NO_CONNECT: _REMOTE,
+    # The virConnect object itself was closed (by whoever owned it): the
+    # client library reports it in the domain of the API called.
+    libvirt.VIR_ERR_INVALID_CONN: None,
+}
 _EXISTS = frozenset({libvirt.VIR_ERR_OPERATION_FAILED,
                      libvirt.VIR_ERR_NETWORK_EXIST})
+# Forward modes in which libvirt applies a network's VLAN tag to a
+# macvtap interface; a real daemon refuses the others when the network
+# starts.
+VLAN_MODES = frozenset({"passthrough"})
 
 
-def _quiet(_ctx: object, _err: object) -> None:
-    """libvirt prints every error to stderr by default; the driver reports
-    them itself, as library errors."""
+def connection_lost(exc: libvirt.libvirtError) -> bool:
+    """Does ``exc`` mean the connection broke (reconnect and retry) rather
+    than that the operation failed?"""
+    domains = _CONNECTION_LOST.get(exc.get_error_code(), frozenset())
+    return domains is None or exc.get_error_domain() in domains
 
 
 class LibvirtMacvtapDriver(NetworkDriver):
     """Networks in ``<forward mode='passthrough|bridge|private|vepa'>``
-    holding one VF netdev each. Thread safe: one connection, one lock."""
+    holding one VF netdev each. Thread safe: one connection, one lock.
+
+    The driver never changes process-wide libvirt state: libvirt's error
+    handler stays whatever the host process registered (by default
+    libvirt prints each error to stderr; the driver raises them as
+    library errors all the same).
+    """
 
     CONFIG_OPTS = [
         cfg.StrOpt(
@@ -72,7 +95,6 @@ class LibvirtMacvtapDriver(NetworkDriver):
 
     def _connection(self) -> libvirt.virConnect:
         if self._conn is None:
-            libvirt.registerErrorHandler(_quiet, None)
             try:
                 self._conn = libvirt.open(self.uri)
             except libvirt.libvirtError as exc:
@@ -92,10 +114,7 @@ class LibvirtMacvtapDriver(NetworkDriver):
                 try:
                     return step(conn)
                 except libvirt.libvirtError as exc:
-                    broken = (exc.get_error_code() in _CONNECTION_ERRORS
-                              or exc.get_error_domain()
-                              in _CONNECTION_DOMAINS)
-                    if broken and attempt == 1:
+                    if connection_lost(exc) and attempt == 1:
                         LOG.warning("libvirt connection to %s lost (%s); "
                                     "reconnecting", self.uri, exc)
                         self._drop()
@@ -107,6 +126,8 @@ class LibvirtMacvtapDriver(NetworkDriver):
         raise AssertionError("unreachable")
 
     def _drop(self) -> None:
+        # A borrowed connection is the host process's to close; the
+        # driver goes on with one of its own.
         conn, self._conn = self._conn, None
         borrowed, self._borrowed = self._borrowed, False
         if conn is not None and not borrowed:
@@ -119,6 +140,13 @@ class LibvirtMacvtapDriver(NetworkDriver):
             if self._borrowed:
                 self._conn, self._borrowed = None, False
             self._drop()
+
+    def vlan_refusal(self) -> str | None:
+        if self.mode in VLAN_MODES:
+            return None
+        return (f"option [pci_passthrough] macvtap_mode is {self.mode}, "
+                f"and libvirt applies a VLAN to a macvtap interface only "
+                f"in mode {', '.join(sorted(VLAN_MODES))}")
 
     # -- networks --------------------------------------------------------
 

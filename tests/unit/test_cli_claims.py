@@ -1,17 +1,35 @@
-"""explain, claims, claim and free from the command line."""
+"""explain, claims, claim and free from the command line.
+
+claim and free go through HostAgent on libvirt's test driver.  The
+command opens its own connection; test:///default is one state shared by
+every connection of the process while any is open, so the test holds one
+open (``libvirt_conn``) to see and make the networks the command sees.
+"""
 
 import json
+import uuid
 
+import libvirt
 import pytest
+from oslo_config import cfg
 
+from pci_passthrough import HostAgent, PortRequest, opts
 from pci_passthrough.cli import main
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
+SHARED_URI = "test:///default"
 
 
 @pytest.fixture
-def conf(tmp_path):
+def libvirt_conn():
+    conn = libvirt.open(SHARED_URI)
+    yield conn
+    conn.close()
+
+
+def write_conf(tmp_path, libvirt_uri=SHARED_URI, prefix="pcipt-"):
     root = tmp_path / "sys"
     st.build_tree(root, st.HostLayout((
         st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3,
@@ -30,8 +48,28 @@ def conf(tmp_path):
         '"group": "grp1"}',
         'flavor = {"name": "net1", "physical_network": "physnet1"}',
         'flavor = {"name": "grp1", "group": "grp1"}',
+        f"libvirt_uri = {libvirt_uri}",
+        f"network_name_prefix = {prefix}",
     ]) + "\n")
     return str(path)
+
+
+@pytest.fixture
+def conf(tmp_path):
+    return write_conf(tmp_path)
+
+
+def parsed(path: str) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf(["--config-file", path], default_config_files=[],
+         default_config_dirs=[])
+    return conf
+
+
+def our_networks(conn, inst):
+    return sorted(n.name() for n in conn.listAllNetworks(0)
+                  if inst in n.name())
 
 
 def cli(conf, *args):
@@ -110,3 +148,58 @@ def test_explain_honours_numa_cells(conf, capsys):
                for r in reasons)
     assert cli(conf, "explain", "net1", "--numa-cells", "0,1") == 0
     assert "This host can serve 1 x flavor net1." in capsys.readouterr().out
+
+
+def test_free_deletes_the_instances_networks_then_frees(conf, capsys,
+                                                        libvirt_conn):
+    inst = str(uuid.uuid4())
+    ports = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="grp1")]
+    # nova-compute's agent boots the instance on the shared test host.
+    with HostAgent(parsed(conf), network_driver=LibvirtMacvtapDriver(
+            parsed(conf), connection=libvirt_conn)) as agent:
+        agent.start()
+        agent.claim(inst, ports)
+        agent.plug(inst)
+    assert our_networks(libvirt_conn, inst) == [f"pcipt-{inst}-0",
+                                                f"pcipt-{inst}-1"]
+    assert cli(conf, "free", inst, "--format", "json") == 0
+    freed = json.loads(capsys.readouterr().out)["allocations"]
+    assert [a["port_index"] for a in freed] == [0, 1]
+    assert our_networks(libvirt_conn, inst) == []
+    assert cli(conf, "claims", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"allocations": []}
+    # libvirt's own network is not ours and stays.
+    assert libvirt_conn.networkLookupByName("default").isActive()
+
+
+def test_free_refuses_and_frees_nothing_when_libvirt_is_unreachable(
+        tmp_path, capsys):
+    conf = write_conf(tmp_path, libvirt_uri="test:///nonexistent/host.xml")
+    assert cli(conf, "claim", INST, "net1") == 0
+    capsys.readouterr()
+    assert cli(conf, "free", INST) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"Cannot free instance {INST}" in err
+    assert "Nothing was freed" in err
+    assert "test:///nonexistent/host.xml" in err
+    assert f"run 'pci-passthrough free {INST}' again" in err
+    assert cli(conf, "claims", "--format", "json") == 0
+    held = json.loads(capsys.readouterr().out)["allocations"]
+    assert [(a["instance_uuid"], a["state"]) for a in held] == [
+        (INST, "claimed")]
+
+
+def test_claim_goes_through_the_agent(conf, capsys):
+    # A repeated claim is the agent's: the same request returns the port
+    # held, another flavor for it is an error naming both.
+    assert cli(conf, "claim", INST, "net1", "--format", "json") == 0
+    first = json.loads(capsys.readouterr().out)["allocations"]
+    assert cli(conf, "claim", INST, "net1", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["allocations"] == first
+    assert first[0]["network"] == f"pcipt-{INST}-0"
+    assert cli(conf, "claim", INST, "grp1") == 1
+    err = capsys.readouterr().err
+    assert (f"Instance {INST} port 0 already holds device "
+            f"{first[0]['address']} with flavor 'net1'; the request asks "
+            f"for 'grp1'") in err

@@ -14,7 +14,10 @@ from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
 from pci_passthrough.netdev_name import check_netdev
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkSpec
-from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+from pci_passthrough.network.libvirt_macvtap import (
+    LibvirtMacvtapDriver,
+    connection_lost,
+)
 from pci_passthrough.network.names import network_name, parse_network_name
 from pci_passthrough.network.netxml import network_xml
 from pci_passthrough.network.noop import NoopDriver
@@ -236,3 +239,118 @@ def test_noop_driver_keeps_networks_per_instance():
     assert two.list_networks("pcipt-") == {}
     assert one.delete_network(NAME) is True
     assert one.delete_network(NAME) is False
+
+
+def libvirt_error(code: int, domain: int) -> libvirt.libvirtError:
+    # A daemon dying mid-call cannot be produced with the test driver:
+    # the error it would raise is built here, with libvirt's own class.
+    libvirt.virResetLastError()  # its message would come from there
+    err = libvirt.libvirtError("constructed")
+    err.err = (code, domain, f"error {code} in domain {domain}", 2, None,
+               None, None, -1, -1)
+    return err
+
+
+LOST = [
+    (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_REMOTE),
+    (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC),
+    (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC),
+    (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_REMOTE),
+    (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_FROM_REMOTE),
+    (libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_FROM_NETWORK),
+]
+NOT_LOST = [
+    # An operation failing on the daemon's side: the connection is fine.
+    (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_NETWORK),
+    (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_NETWORK),
+    (libvirt.VIR_ERR_OPERATION_FAILED, libvirt.VIR_FROM_RPC),
+    (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_FROM_REMOTE),
+    (libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_FROM_REMOTE),
+]
+
+
+@pytest.mark.parametrize("code,domain", LOST)
+def test_connection_loss_is_code_and_domain_together(code, domain):
+    assert connection_lost(libvirt_error(code, domain))
+
+
+@pytest.mark.parametrize("code,domain", NOT_LOST)
+def test_an_operation_error_is_not_a_connection_loss(code, domain):
+    assert not connection_lost(libvirt_error(code, domain))
+
+
+class FaultOnLookup(LibvirtMacvtapDriver):
+    """The real driver; its first network lookup raises ``error``."""
+
+    def __init__(self, conf, connection, error):
+        super().__init__(conf, connection=connection)
+        self.error = error
+
+    def _lookup(self, conn, name):
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+        return super()._lookup(conn, name)
+
+
+@pytest.mark.parametrize("code,domain", LOST + NOT_LOST)
+def test_a_borrowed_connection_is_kept_unless_lost_and_never_closed(
+        conn, code, domain):
+    drv = FaultOnLookup(make_conf(conn.getURI()), conn,
+                        libvirt_error(code, domain))
+    lost = (code, domain) in LOST
+    if lost:
+        # Reconnected on its own connection and retried once.
+        assert drv.delete_network(NAME) is False
+        assert drv._conn is not conn
+    else:
+        with pytest.raises(exception.NetworkOperationFailed,
+                           match=f"libvirt error code {code}"):
+            drv.delete_network(NAME)
+        assert drv._conn is conn
+    drv.close()
+    # The host process's connection is still open and usable.
+    assert conn.isAlive() == 1
+    conn.networkDefineXML(
+        "<network><name>still-mine</name><forward mode='bridge'>"
+        "<interface dev='eth0'/></forward></network>")
+    assert conn.networkLookupByName("still-mine").name() == "still-mine"
+
+
+def test_the_process_libvirt_error_handler_is_left_alone(tmp_path):
+    seen: list[object] = []
+    libvirt.registerErrorHandler(lambda _ctx, err: seen.append(err), None)
+    try:
+        drv = LibvirtMacvtapDriver(make_conf(libvirt_test_uri(
+            tmp_path / "host.xml")))
+        # Opens the driver's own connection; the lookup of a missing
+        # network is an error libvirt reports to the process's handler.
+        assert drv.delete_network(NAME) is False
+        drv.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
+        drv.close()
+        assert seen, "the driver replaced the process's error handler"
+        assert any(e[0] == libvirt.VIR_ERR_NO_NETWORK for e in seen)
+    finally:
+        libvirt.registerErrorHandler(None, None)
+
+
+@pytest.mark.parametrize("mode,refused", [("passthrough", False),
+                                          ("bridge", True),
+                                          ("private", True),
+                                          ("vepa", True)])
+def test_vlan_support_follows_the_forward_mode(conn, mode, refused):
+    drv = LibvirtMacvtapDriver(make_conf(conn.getURI(), mode),
+                               connection=conn)
+    refusal = drv.vlan_refusal()
+    assert (refusal is not None) == refused
+    if refused:
+        assert f"macvtap_mode is {mode}" in refusal
+    assert NoopDriver().vlan_refusal() is None
+
+
+@pytest.mark.parametrize("name", [
+    f"pcipt-{UUID}-0-x", f"pcipt-{UUID}-00", f"pcipt-{UUID}-10000",
+    f"pcipt-{UUID.upper()}-0", f"pcipt-{UUID}", f"pcipt--{UUID}-0",
+    "pcipt-default", "default"])
+def test_only_a_whole_name_parses(name):
+    assert parse_network_name("pcipt-", name) is None
