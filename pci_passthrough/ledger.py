@@ -360,14 +360,23 @@ class Ledger:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older ledger to SCHEMA_VERSION in one transaction."""
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            # Another process may have migrated it meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot start migrating it ({exc})") from exc
+        # Another process may have migrated it meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
             migrate_schema(conn, version)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._fail(
+                    f"migrating it from schema version {version} to "
+                    f"{SCHEMA_VERSION} failed ({exc}); nothing was "
+                    f"changed: it is still a version {version} ledger"
+                ) from exc
             raise
 
     # -- reading -----------------------------------------------------------
