@@ -196,12 +196,17 @@ class Ledger:
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        # Rows validated at open, with the data_version they were read at.
+        # The rows last validated, with the data_version read before them;
+        # cleared by this connection's own transactions, which leave
+        # data_version as it is.
         self._cache: tuple[int, list[LedgerRecord]] | None = None
         self._reads = itertools.count(1)
+        # A read-only ledger's first records() answers with what the open
+        # read.
+        self._first: list[LedgerRecord] | None = None
         if readonly:
             # Refuse an unusable file now, as a writable open would.
-            self._read_snapshot()
+            self._first = self._read_snapshot()
         else:
             self._conn = self._open()
 
@@ -399,14 +404,17 @@ class Ledger:
     def records(self) -> list[LedgerRecord]:
         with self._lock:
             if self._conn is None:
-                return self._read_snapshot()
+                first, self._first = self._first, None
+                return first if first is not None else \
+                    self._read_snapshot()
             try:
                 version = self._conn.execute(
                     "PRAGMA data_version").fetchone()[0]
                 if self._cache is not None and self._cache[0] == version:
                     return list(self._cache[1])
-                self._cache = None
-                return self._load(self._conn)
+                records = self._load(self._conn)
+                self._cache = (version, records)
+                return list(records)
             except sqlite3.Error as exc:
                 raise self._fail(str(exc)) from exc
 

@@ -72,7 +72,28 @@ def check_row(instance_uuid: Any, port_index: Any, address: Any,
     _check_request(request, port_index, flavor)
 
 
+# What PortRequest.to_json writes for a flavor request (sort_keys, the
+# default separators and ASCII escapes): most rows take this path, which
+# costs a match and a comparison instead of a JSON round trip.
+_FLAVOR_REQUEST = re.compile(
+    r'\{"flavor": ("(?:[^"\\\x00-\x1f\x7f-\uffff]|\\.)*"), '
+    r'"mac": (?:null|"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"), '
+    r'"needs_netdev": (?:true|false), "spec": null, '
+    r'"vlan": (?:null|([1-9][0-9]{0,3}))\}\Z')
+
+
 def _check_request(text: Any, index: int, flavor: str | None) -> None:
+    if isinstance(text, str) and isinstance(flavor, str):
+        match = _FLAVOR_REQUEST.match(text)
+        if match is not None and match[1] == json.dumps(flavor) and (
+                match[2] is None or int(match[2]) <= 4094):
+            return
+    check_request_json(text, index, flavor)
+
+
+def check_request_json(text: Any, index: int, flavor: str | None) -> None:
+    """The full check: the text is exactly what PortRequest.to_json
+    writes for a request of this port and flavor."""
     bad = f"request {_show(text)} is not the JSON of a port request"
     if not isinstance(text, str):
         raise InvalidRow(bad)

@@ -20,7 +20,12 @@ from pci_passthrough.ledger import (
     Ledger,
     LedgerRecord,
 )
-from pci_passthrough.ledger_rows import InvalidRow, check_row
+from pci_passthrough.ledger_rows import (
+    InvalidRow,
+    _check_request,
+    check_request_json,
+    check_row,
+)
 from pci_passthrough.pci_address import normalize_address
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
@@ -309,3 +314,33 @@ def test_a_request_is_accepted_only_if_it_round_trips(data):
         return
     port = PortRequest.from_json(0, text)
     assert port.to_json() == text and port.flavor == row["flavor"]
+
+
+def _accepts(check, *args):
+    try:
+        check(*args)
+    except InvalidRow:
+        return False
+    return True
+
+
+@PROFILE
+@given(flavor=hst.text(max_size=6), index=hst.integers(0, 9999),
+       mac=hst.one_of(hst.none(), hst.from_regex(
+           r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", fullmatch=True)),
+       vlan=hst.one_of(hst.none(), hst.integers(1, 4094)),
+       needs_netdev=hst.booleans(), data=hst.data())
+def test_the_fast_request_check_agrees_with_the_full_one(
+        flavor, index, mac, vlan, needs_netdev, data):
+    # Valid requests and single-character edits of them: the fast path
+    # for flavor requests accepts exactly what the JSON round trip does.
+    text = PortRequest(index, flavor=flavor, mac=mac, vlan=vlan,
+                       needs_netdev=needs_netdev).to_json()
+    if data.draw(hst.booleans()):
+        at = data.draw(hst.integers(0, len(text) - 1))
+        char = data.draw(hst.sampled_from(
+            [*'"\\:, 0123456789abfnrtuxyz{}[]', "\u00e9", "\x01"]))
+        text = text[:at] + char + text[at + 1:]
+    row_flavor = data.draw(hst.sampled_from([flavor, flavor + "x"]))
+    assert _accepts(_check_request, text, index, row_flavor) == \
+        _accepts(check_request_json, text, index, row_flavor)
