@@ -594,6 +594,17 @@ class _ReadOnlySnapshot:
                 conn = _migrated_copy(conn)
             ledger._check_schema(conn)
             return ledger._load(conn)
+        except sqlite3.OperationalError as exc:
+            folder = os.path.dirname(os.path.abspath(self._path))
+            if all(self._side_files()) or os.access(folder, os.W_OK):
+                raise ledger._unreadable(exc) from exc
+            # A -wal or -shm is missing: SQLite must create it to read
+            # the ledger, in a folder this user cannot write.
+            raise ledger._fail(
+                f"cannot read it without creating SQLite's -shm file "
+                f"next to it, and this user cannot write that folder "
+                f"({exc}); run this as the user that runs the agent"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise ledger._unreadable(exc) from exc
         finally:

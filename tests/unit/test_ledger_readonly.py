@@ -300,3 +300,33 @@ CREATE INDEX claims_instance ON claims (instance_uuid);
         assert [(r.address, r.state) for r in ledger.records()] == [
             ("0000:3b:02.0", "plugged")]
     assert state(tmp_path) == before
+
+
+def _ledger_error(path, match):
+    try:
+        Ledger(path, readonly=True)
+    except exception.LedgerError as exc:
+        return 0 if match in str(exc) and path in str(exc) else 3
+    return 2
+
+
+def test_read_only_needing_a_shm_in_a_locked_folder_says_why(
+        tmp_path, locked_folder):
+    # A -wal holding commits without its -shm (copied while a writer had
+    # the ledger open): SQLite must create -shm to read it.
+    make_ledger(tmp_path / "claims.db")
+    with Ledger(tmp_path / "claims.db") as writer:
+        with writer.transaction() as txn:
+            txn.add([rec("0000:3b:02.5", 5)])
+        for name in ("claims.db", "claims.db-wal"):
+            with open(tmp_path / name, "rb") as src, \
+                    open(os.path.join(locked_folder, name), "wb") as dst:
+                dst.write(src.read())
+    path = os.path.join(locked_folder, "claims.db")
+    os.chmod(path, 0o644)
+    os.chmod(path + "-wal", 0o644)
+    _lock(locked_folder)
+    before = state(locked_folder)
+    assert as_nobody(_ledger_error, path,
+                     "cannot read it without creating SQLite's -shm") == 0
+    assert state(locked_folder) == before
