@@ -36,6 +36,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pci_passthrough import exception
 from pci_passthrough.ledger_rows import InvalidRow, check_row
@@ -201,6 +202,8 @@ class Ledger:
         # data_version as it is.
         self._cache: tuple[int, list[LedgerRecord]] | None = None
         self._reads = itertools.count(1)
+        # Each row of the last full load, as read, and its record.
+        self._validated: dict[tuple[Any, ...], LedgerRecord] = {}
         # A read-only ledger's first records() answers with what the open
         # read.
         self._first: list[LedgerRecord] | None = None
@@ -388,17 +391,30 @@ class Ledger:
 
     def _load(self, conn: sqlite3.Connection, where: str = "",
               args: Sequence[object] = ()) -> list[LedgerRecord]:
-        """Rows, each validated; a row that is not is an error naming it."""
+        """Rows, each validated; a row that is not is an error naming it.
+
+        A row exactly as it was at the last full load (every column
+        equal) was validated then: its record is reused, so a reload
+        after another process's commit checks only the rows it changed.
+        """
+        known = self._validated
+        seen: dict[tuple[Any, ...], LedgerRecord] = {}
         records = []
         for row in conn.execute(_SELECT.format(where=where), tuple(args)):
-            try:
-                check_row(*row)
-            except InvalidRow as exc:
-                raise self._fail(
-                    f"the row of address {row[2]!r}, instance {row[0]!r}, "
-                    f"port {row[1]!r} is invalid: {exc}; {_RESTORE}"
-                ) from None
-            records.append(LedgerRecord(*row[:7]))
+            rec = known.get(row)
+            if rec is None:
+                try:
+                    check_row(*row)
+                except InvalidRow as exc:
+                    raise self._fail(
+                        f"the row of address {row[2]!r}, instance "
+                        f"{row[0]!r}, port {row[1]!r} is invalid: {exc}; "
+                        f"{_RESTORE}") from None
+                rec = LedgerRecord(*row[:7])
+            seen[row] = rec
+            records.append(rec)
+        if not where:
+            self._validated = seen
         return records
 
     def records(self) -> list[LedgerRecord]:
