@@ -186,7 +186,8 @@ class Ledger:
 
     :param readonly: only read: a missing file reads as no claims, nothing
         is ever created or written, and ``transaction()`` raises
-        LedgerError.  Each ``records()`` reads the file afresh.
+        LedgerError.  The first ``records()`` answers with what the open
+        read; each later one reads the file afresh.
     """
 
     def __init__(self, path: str | os.PathLike[str],

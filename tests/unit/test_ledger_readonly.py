@@ -330,3 +330,30 @@ def test_read_only_needing_a_shm_in_a_locked_folder_says_why(
     assert as_nobody(_ledger_error, path,
                      "cannot read it without creating SQLite's -shm") == 0
     assert state(locked_folder) == before
+
+
+def test_the_read_lock_keeps_a_closing_writer_from_checkpointing(tmp_path):
+    # The mechanism behind reads without side files: while a reader holds
+    # its lock on SQLite's SHARED bytes, the last connection to close
+    # cannot take EXCLUSIVE, so it neither writes its WAL into the file
+    # nor deletes -wal and -shm.
+    from pci_passthrough.ledger import _ReadOnlySnapshot
+    path = tmp_path / "claims.db"
+    make_ledger(path)
+    assert os.listdir(tmp_path) == ["claims.db"]
+    reader = Ledger(path, readonly=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _ReadOnlySnapshot(reader)._lock_shared(fd)
+        before = (tmp_path / "claims.db").read_bytes()
+        with Ledger(path) as writer, writer.transaction() as txn:
+            txn.add([rec("0000:3b:02.5", 5)])
+        assert sorted(os.listdir(tmp_path)) == [
+            "claims.db", "claims.db-shm", "claims.db-wal"]
+        assert (tmp_path / "claims.db").read_bytes() == before
+    finally:
+        os.close(fd)
+    Ledger(path).close()
+    assert os.listdir(tmp_path) == ["claims.db"]
+    # The first records() is what the open read; later ones read afresh.
+    assert [len(reader.records()) for _ in range(2)] == [2, 3]
