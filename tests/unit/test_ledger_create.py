@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pci_passthrough import exception
+from pci_passthrough import exception, ledger
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import (
     APPLICATION_ID,
@@ -133,3 +133,32 @@ def test_a_dangling_symlink_is_an_error_not_a_loop(tmp_path):
     with pytest.raises(exception.LedgerError, match="dangling"):
         Ledger(tmp_path / "claims.db")
     assert sorted(os.listdir(tmp_path)) == ["claims.db"]
+
+
+def test_schema_creation_is_idempotent(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    ledger.create_schema(conn)
+    first = conn.execute("SELECT * FROM sqlite_master").fetchall()
+    ledger.create_schema(conn)
+    assert conn.execute("SELECT * FROM sqlite_master").fetchall() == first
+    conn.close()
+
+
+def test_a_fault_while_creating_leaves_nothing(tmp_path, monkeypatch):
+    # A fault inside schema creation (a full disk, an I/O error) cannot be
+    # produced on demand here, so the schema step is made to fail: the
+    # ledger's name must stay free and no private file may remain.
+    def broken(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE claims (x)")
+        conn.execute("ROLLBACK")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger, "create_schema", broken)
+    with pytest.raises(exception.LedgerError,
+                       match=r"cannot create it \(disk I/O error\)"):
+        Ledger(tmp_path / "claims.db")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    Ledger(tmp_path / "claims.db").close()
+    assert os.listdir(tmp_path) == ["claims.db"]
