@@ -252,7 +252,7 @@ class Ledger:
             if version < SCHEMA_VERSION:
                 self._migrate(conn)
             self._check_schema(conn)
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             self._cache = (data_version, self._load(conn))
@@ -366,6 +366,27 @@ class Ledger:
             for name in (tmp, tmp + "-wal", tmp + "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name)
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a ledger in rollback-journal mode (a version 1 file) to
+        WAL.  That needs the file to itself, and SQLite answers "locked"
+        at once rather than waiting while others read: retry until the
+        busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode=WAL"
+                                ).fetchone()[0] == "wal":
+                    return
+                problem = "SQLite kept its journal mode"
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                problem = str(exc)
+            if time.monotonic() > deadline:
+                raise self._fail(f"cannot switch it to WAL journal mode "
+                                 f"({problem}); another process holds it")
+            time.sleep(0.01)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older ledger to SCHEMA_VERSION in one transaction."""

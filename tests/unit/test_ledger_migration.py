@@ -159,7 +159,7 @@ def _open(path, barrier, errors):
 @pytest.mark.parametrize("wal", [False, True])
 def test_processes_migrating_at_once_all_succeed(tmp_path, wal):
     ctx = multiprocessing.get_context("fork")
-    for trial in range(5):
+    for trial in range(10):
         path = str(tmp_path / f"v1-{trial}.db")
         make_v1(path, wal)
         barrier, errors = ctx.Barrier(8), ctx.Queue()
