@@ -588,9 +588,13 @@ class _ReadOnlySnapshot:
         self._ledger = ledger
         self._path = ledger.path
 
-    def _side_files(self) -> tuple[bool, bool]:
+    def _side_files(self) -> tuple[bool, bool, bool]:
+        # A -journal is a rollback journal (version 1 files): left by a
+        # writer that crashed, it may hold pages to roll back, which an
+        # immutable read would not see; SQLite's own read does.
         return (os.path.exists(self._path + "-wal"),
-                os.path.exists(self._path + "-shm"))
+                os.path.exists(self._path + "-shm"),
+                os.path.exists(self._path + "-journal"))
 
     def read(self) -> list[LedgerRecord]:
         try:
@@ -599,9 +603,9 @@ class _ReadOnlySnapshot:
             raise self._ledger._fail(f"cannot read it ({exc})") from exc
         try:
             self._lock_shared(fd)
-            if self._side_files() == (False, False):
+            if not any(self._side_files()):
                 records = self._read("immutable=1")
-                if self._side_files() == (False, False):
+                if not any(self._side_files()):
                     return records
             return self._read()
         finally:
@@ -634,7 +638,8 @@ class _ReadOnlySnapshot:
             return ledger._load(conn)
         except sqlite3.OperationalError as exc:
             folder = os.path.dirname(os.path.abspath(self._path))
-            if all(self._side_files()) or os.access(folder, os.W_OK):
+            wal, shm, _ = self._side_files()
+            if (wal and shm) or os.access(folder, os.W_OK):
                 raise ledger._unreadable(exc) from exc
             # A -wal or -shm is missing: SQLite must create it to read
             # the ledger, in a folder this user cannot write.

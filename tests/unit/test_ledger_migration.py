@@ -144,6 +144,15 @@ def test_a_process_killed_mid_migration_leaves_version_1(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert child.returncode == -signal.SIGKILL
+    # A read-only open reads through the journal the child left (not
+    # with immutable=1, which would ignore it), changing nothing.
+    listing = {n: (tmp_path / n).read_bytes()
+               for n in os.listdir(tmp_path)}
+    assert "v1.db-journal" in listing
+    with Ledger(path, readonly=True) as readonly:
+        assert len(readonly.records()) == len(V1_ROWS)
+    assert {n: (tmp_path / n).read_bytes()
+            for n in os.listdir(tmp_path)} == listing
     assert_still_v1(path)
     assert_migrated(path)
 
