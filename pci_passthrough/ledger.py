@@ -586,7 +586,9 @@ class _ReadOnlySnapshot:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self._path = ledger.path
+        # SQLite names -wal, -shm and -journal after the file a symbolic
+        # link points to.
+        self._path = os.path.realpath(ledger.path)
 
     def _side_files(self) -> tuple[bool, bool, bool]:
         # A -journal is a rollback journal (version 1 files): left by a

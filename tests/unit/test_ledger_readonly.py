@@ -357,3 +357,20 @@ def test_the_read_lock_keeps_a_closing_writer_from_checkpointing(tmp_path):
     assert os.listdir(tmp_path) == ["claims.db"]
     # The first records() is what the open read; later ones read afresh.
     assert [len(reader.records()) for _ in range(2)] == [2, 3]
+
+
+def test_read_only_through_a_symlink_sees_the_writers_commits(tmp_path):
+    # SQLite keeps -wal and -shm next to the link's target: a reader that
+    # looked next to the link would take the file alone for the ledger
+    # and miss what is only in the -wal.
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "claims.db"
+    make_ledger(target)
+    link = tmp_path / "claims.db"
+    link.symlink_to(target)
+    with Ledger(link) as writer:
+        with writer.transaction() as txn:
+            txn.add([rec("0000:3b:02.5", 5)])
+        assert (tmp_path / "real" / "claims.db-wal").exists()
+        with Ledger(link, readonly=True) as ledger:
+            assert len(ledger.records()) == 3
