@@ -119,7 +119,21 @@ def _no_unique(path):
     conn.close()
 
 
+def _truncated(size):
+    def make(path):
+        with Ledger(path) as ledger, ledger.transaction() as txn:
+            txn.add([LedgerRecord(f"4f1a2b3c-0000-4000-8000-{i:012x}", 0,
+                                  f"0000:3b:{i // 8:02x}.{i % 8}", CLAIMED,
+                                  "net1", PortRequest(0, flavor="net1")
+                                  .to_json(), None) for i in range(200)])
+        os.truncate(path, size)
+    return make
+
+
 FILES = [
+    (_truncated(600), "not a readable SQLite database.*" + RESTORE),
+    (_truncated(4096), r"database disk image is malformed.*" + RESTORE),
+    (_truncated(12288), r"database disk image is malformed.*" + RESTORE),
     (_empty, r"empty \(0 bytes\).*claims are lost.*" + RESTORE),
     (_not_sqlite, "not a SQLite database.*state_path"),
     (_foreign, r"SQLite database of something else \(application_id "
