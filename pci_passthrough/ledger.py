@@ -19,73 +19,37 @@ reset, since a reset would hand allocated devices out again.
 
 Read-only ledgers (``readonly=True``, for commands that only show) never
 create or change the file, its folder or SQLite's -wal and -shm files
-where SQLite allows it: see ``_ReadOnlySnapshot``.
+where SQLite allows it: see pci_passthrough.ledger_readonly.
 """
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import itertools
 import os
 import pathlib
 import secrets
 import sqlite3
 import stat
-import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pci_passthrough import exception
+from pci_passthrough import exception, ledger_readonly, ledger_schema
 from pci_passthrough.ledger_rows import InvalidRow, check_row
+from pci_passthrough.ledger_schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+)
 from pci_passthrough.states import PortState
 
 CLAIMED = PortState.CLAIMED
 PLUGGED = PortState.PLUGGED
 
-# "PCPT" in ASCII: marks the file as a ledger of this library.
-APPLICATION_ID = 0x50435054
-SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 5.0
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# The state column holds a PortState value; it is checked when rows are
-# read rather than by a CHECK constraint, so that a new state needs no
-# table rebuild.  row_version is the schema version a row was written
-# under.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS claims (
-    address       TEXT PRIMARY KEY,
-    instance_uuid TEXT NOT NULL,
-    port_index    INTEGER NOT NULL,
-    state         TEXT NOT NULL,
-    flavor        TEXT,
-    request       TEXT NOT NULL,
-    netdev        TEXT,
-    row_version   INTEGER NOT NULL DEFAULT 2,
-    UNIQUE (instance_uuid, port_index)
-);
-CREATE INDEX IF NOT EXISTS claims_instance ON claims (instance_uuid);
-"""
-
-# Each step takes a ledger from version N to N + 1 inside one
-# transaction.  Version 1 named the plugged state "allocated" and
-# constrained the state column.
-_MIGRATIONS: dict[int, str] = {
-    1: """
-ALTER TABLE claims RENAME TO claims_v1;
-DROP INDEX claims_instance;
-""" + _SCHEMA.strip() + """
-INSERT INTO claims (address, instance_uuid, port_index, state, flavor,
-                    request, netdev, row_version)
-    SELECT address, instance_uuid, port_index,
-           CASE state WHEN 'allocated' THEN 'plugged' ELSE state END,
-           flavor, request, netdev, 2 FROM claims_v1;
-DROP TABLE claims_v1;
-""",
-}
 _COLUMNS = ("instance_uuid, port_index, address, state, flavor, request, "
             "netdev")
 _SELECT = (f"SELECT {_COLUMNS}, row_version FROM claims {{where}} "
@@ -95,15 +59,6 @@ _RESTORE = ("restore it from a backup; or, after checking libvirt's "
             "networks (virsh net-list --all) against the instances it "
             "held, move it away deliberately so that an empty ledger is "
             "created")
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _normal(sql: str) -> str:
-    # SQLite keeps a CREATE statement as written, without IF NOT EXISTS.
-    return " ".join(sql.replace(" IF NOT EXISTS", "").split())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -303,25 +258,18 @@ class Ledger:
                 f"schema version {version} is newer than this version of "
                 f"pci_passthrough reads (1 to {SCHEMA_VERSION}): run the "
                 f"newer pci_passthrough that wrote it")
-        if version not in (SCHEMA_VERSION, *_MIGRATIONS):
+        if version not in (SCHEMA_VERSION, *MIGRATIONS):
             raise self._fail(f"schema version {version} is unknown; "
                              f"{_RESTORE}")
         return version
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
-        found = sorted(
-            (name, _normal(sql or "")) for name, sql in conn.execute(
-                "SELECT name, sql FROM sqlite_master "
-                "WHERE name NOT LIKE 'sqlite_%'"))
-        expected = sorted(
-            (name, _normal(sql)) for name, sql in zip(
-                ("claims", "claims_instance"), _statements(_SCHEMA),
-                strict=True))
-        if found != expected:
+        found = ledger_schema.unexpected_objects(conn)
+        if found is not None:
             raise self._fail(
                 f"its tables are not those of a schema version "
                 f"{SCHEMA_VERSION} ledger (found "
-                f"{', '.join(n for n, _ in found) or 'none'}); {_RESTORE}")
+                f"{', '.join(found) or 'none'}); {_RESTORE}")
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise self._fail(f"integrity check failed: {check}; {_RESTORE}")
@@ -346,7 +294,7 @@ class Ledger:
         try:
             conn = self._connect(self._uri(tmp, "rw"))
             try:
-                create_schema(conn)
+                ledger_schema.create_schema(conn)
             except sqlite3.Error as exc:
                 raise self._fail(f"cannot create it ({exc})") from exc
             finally:
@@ -397,7 +345,7 @@ class Ledger:
         # Another process may have migrated it meanwhile.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         try:
-            migrate_schema(conn, version)
+            ledger_schema.migrate_schema(conn, version)
             conn.execute("COMMIT")
         except BaseException as exc:
             conn.execute("ROLLBACK")
@@ -470,6 +418,8 @@ class Ledger:
             return value
 
     def _read_snapshot(self) -> list[LedgerRecord]:
+        """Read the ledger creating and changing nothing (see
+        pci_passthrough.ledger_readonly); a missing file is no claims."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -477,7 +427,49 @@ class Ledger:
         except OSError as exc:
             raise self._fail(f"cannot look at it ({exc})") from exc
         self._check_file(st)
-        return _ReadOnlySnapshot(self).read()
+        path = os.path.realpath(self.path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._fail(f"cannot read it ({exc})") from exc
+        try:
+            try:
+                ledger_readonly.lock_shared(fd, self._busy_timeout)
+            except OSError as exc:
+                raise self._fail(f"cannot lock it for reading ({exc})") \
+                    from exc
+            if not any(ledger_readonly.side_files(path)):
+                records = self._read_only(path, "immutable=1")
+                if not any(ledger_readonly.side_files(path)):
+                    return records
+            return self._read_only(path)
+        finally:
+            os.close(fd)
+
+    def _read_only(self, path: str, *extra: str) -> list[LedgerRecord]:
+        conn = self._connect(self._uri(path, "ro", *extra))
+        try:
+            version = self._check_header(conn)
+            if version < SCHEMA_VERSION:
+                conn = ledger_schema.migrated_copy(conn)
+            self._check_schema(conn)
+            return self._load(conn)
+        except sqlite3.OperationalError as exc:
+            folder = os.path.dirname(path)
+            wal, shm, _ = ledger_readonly.side_files(path)
+            if (wal and shm) or os.access(folder, os.W_OK):
+                raise self._unreadable(exc) from exc
+            # A -wal or -shm is missing: SQLite must create it to read
+            # the ledger, in a folder this user cannot write.
+            raise self._fail(
+                f"cannot read it without creating SQLite's -shm file "
+                f"next to it, and this user cannot write that folder "
+                f"({exc}); run this as the user that runs the agent"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from exc
+        finally:
+            conn.close()
 
     # -- writing -----------------------------------------------------------
 
@@ -522,151 +514,9 @@ class Ledger:
         self.close()
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    """The current schema in one transaction; a no-op on a ledger that
-    has it."""
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _statements(_SCHEMA):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def migrate_schema(conn: sqlite3.Connection, version: int) -> None:
-    """Run the migrations from ``version`` to SCHEMA_VERSION, inside the
-    caller's transaction."""
-    while version < SCHEMA_VERSION:
-        for statement in _statements(_MIGRATIONS[version]):
-            conn.execute(statement)
-        version += 1
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# SQLite's unix locks: a reader holds a read lock on these bytes of the
-# database file, and a connection needs a write lock on them (EXCLUSIVE)
-# to checkpoint its WAL into the file and delete -wal and -shm on close.
-_SHARED_FIRST = 0x40000000 + 2
-_SHARED_SIZE = 510
-_FLOCK = "hhqqi"
-
-
-class _ReadOnlySnapshot:
-    """One read of a ledger that creates and changes nothing.
-
-    Measured with SQLite 3.40 (tests/unit/test_ledger_readonly.py): a WAL
-    database opened with mode=ro creates whichever of -wal and -shm is
-    missing, and leaves them behind; in a folder it cannot write, it
-    fails ("attempt to write a readonly database").  When both exist it
-    uses them and creates nothing, even in a folder it cannot write.
-
-    Both are missing only when no connection has the ledger open (the
-    last one to close checkpoints the WAL into the file and deletes
-    them).  Then the file alone holds every claim, and it is read with
-    immutable=1, which makes SQLite open nothing else.  For the duration,
-    a read lock on SQLite's SHARED bytes (an open file description lock,
-    which closing other descriptors of this process does not drop) keeps
-    any connection from checkpointing into the file or deleting the side
-    files.  A connection that started meanwhile leaves -shm behind; then
-    the read is done again through SQLite's shared memory.
-    """
-
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-        # SQLite names -wal, -shm and -journal after the file a symbolic
-        # link points to.
-        self._path = os.path.realpath(ledger.path)
-
-    def _side_files(self) -> tuple[bool, bool, bool]:
-        # A -journal is a rollback journal (version 1 files): left by a
-        # writer that crashed, it may hold pages to roll back, which an
-        # immutable read would not see; SQLite's own read does.
-        return (os.path.exists(self._path + "-wal"),
-                os.path.exists(self._path + "-shm"),
-                os.path.exists(self._path + "-journal"))
-
-    def read(self) -> list[LedgerRecord]:
-        try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise self._ledger._fail(f"cannot read it ({exc})") from exc
-        try:
-            self._lock_shared(fd)
-            if not any(self._side_files()):
-                records = self._read("immutable=1")
-                if not any(self._side_files()):
-                    return records
-            return self._read()
-        finally:
-            os.close(fd)
-
-    def _lock_shared(self, fd: int) -> None:
-        flock = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET,
-                            _SHARED_FIRST, _SHARED_SIZE, 0)
-        flock += bytes(-len(flock) % 8)
-        deadline = time.monotonic() + self._ledger._busy_timeout
-        while True:
-            try:
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or \
-                        time.monotonic() > deadline:
-                    raise self._ledger._fail(
-                        f"cannot lock it for reading ({exc})") from exc
-            time.sleep(0.005)
-
-    def _read(self, *extra: str) -> list[LedgerRecord]:
-        ledger = self._ledger
-        conn = ledger._connect(ledger._uri(self._path, "ro", *extra))
-        try:
-            version = ledger._check_header(conn)
-            if version < SCHEMA_VERSION:
-                conn = _migrated_copy(conn)
-            ledger._check_schema(conn)
-            return ledger._load(conn)
-        except sqlite3.OperationalError as exc:
-            folder = os.path.dirname(os.path.abspath(self._path))
-            wal, shm, _ = self._side_files()
-            if (wal and shm) or os.access(folder, os.W_OK):
-                raise ledger._unreadable(exc) from exc
-            # A -wal or -shm is missing: SQLite must create it to read
-            # the ledger, in a folder this user cannot write.
-            raise ledger._fail(
-                f"cannot read it without creating SQLite's -shm file "
-                f"next to it, and this user cannot write that folder "
-                f"({exc}); run this as the user that runs the agent"
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            raise ledger._unreadable(exc) from exc
-        finally:
-            conn.close()
-
-
-def _migrated_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
-    """An in-memory copy of an older ledger, migrated: what a writable
-    open would make of it, without writing the file."""
-    data = bytearray(conn.serialize())
-    conn.close()
-    # Bytes 18 and 19 of the header say WAL (2), which a memory database
-    # cannot use; 1 is the rollback journal.
-    data[18:20] = b"\x01\x01"
-    mem = sqlite3.connect(":memory:", isolation_level=None)
-    mem.deserialize(bytes(data))
-    mem.execute("BEGIN")
-    migrate_schema(mem, mem.execute("PRAGMA user_version").fetchone()[0])
-    mem.execute("COMMIT")
-    return mem

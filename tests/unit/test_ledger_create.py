@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pci_passthrough import exception, ledger
+from pci_passthrough import exception, ledger_schema
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import (
     APPLICATION_ID,
@@ -137,9 +137,9 @@ def test_a_dangling_symlink_is_an_error_not_a_loop(tmp_path):
 
 def test_schema_creation_is_idempotent(tmp_path):
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
-    ledger.create_schema(conn)
+    ledger_schema.create_schema(conn)
     first = conn.execute("SELECT * FROM sqlite_master").fetchall()
-    ledger.create_schema(conn)
+    ledger_schema.create_schema(conn)
     assert conn.execute("SELECT * FROM sqlite_master").fetchall() == first
     conn.close()
 
@@ -154,7 +154,7 @@ def test_a_fault_while_creating_leaves_nothing(tmp_path, monkeypatch):
         conn.execute("ROLLBACK")
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(ledger, "create_schema", broken)
+    monkeypatch.setattr(ledger_schema, "create_schema", broken)
     with pytest.raises(exception.LedgerError,
                        match=r"cannot create it \(disk I/O error\)"):
         Ledger(tmp_path / "claims.db")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pci_passthrough import exception, ledger
+from pci_passthrough import exception, ledger_schema
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import PLUGGED, SCHEMA_VERSION, Ledger
 
@@ -88,7 +88,7 @@ def assert_migrated(path):
     conn.close()
 
 
-STEPS = ledger._statements(ledger._MIGRATIONS[1])
+STEPS = ledger_schema.statements(ledger_schema.MIGRATIONS[1])
 
 
 @pytest.mark.parametrize("gap", range(1, len(STEPS) + 1))
@@ -101,7 +101,7 @@ def test_a_fault_between_migration_statements_leaves_version_1(
     make_v1(path, wal)
     script = ";\n".join([*STEPS[:gap], "INSERT INTO fault VALUES (1)",
                          *STEPS[gap:]])
-    monkeypatch.setitem(ledger._MIGRATIONS, 1, script)
+    monkeypatch.setitem(ledger_schema.MIGRATIONS, 1, script)
     with pytest.raises(exception.LedgerError,
                        match=r"migrating it from schema version 1 to 2 "
                              r"failed \(no such table: fault\); nothing "
@@ -123,9 +123,9 @@ def test_a_process_killed_mid_migration_leaves_version_1(tmp_path):
             "FROM c WHERE x < 10000000000) SELECT count(*) FROM c")
     code = (
         "import sys\n"
-        "from pci_passthrough import ledger\n"
-        "steps = ledger._statements(ledger._MIGRATIONS[1])\n"
-        f"ledger._MIGRATIONS[1] = ';'.join([*steps[:3], {slow!r},"
+        "from pci_passthrough import ledger, ledger_schema\n"
+        "steps = ledger_schema.statements(ledger_schema.MIGRATIONS[1])\n"
+        f"ledger_schema.MIGRATIONS[1] = ';'.join([*steps[:3], {slow!r},"
         " *steps[3:]])\n"
         "print('migrating', flush=True)\n"
         "ledger.Ledger(sys.argv[1])\n")

@@ -337,14 +337,14 @@ def test_the_read_lock_keeps_a_closing_writer_from_checkpointing(tmp_path):
     # its lock on SQLite's SHARED bytes, the last connection to close
     # cannot take EXCLUSIVE, so it neither writes its WAL into the file
     # nor deletes -wal and -shm.
-    from pci_passthrough.ledger import _ReadOnlySnapshot
+    from pci_passthrough.ledger_readonly import lock_shared
     path = tmp_path / "claims.db"
     make_ledger(path)
     assert os.listdir(tmp_path) == ["claims.db"]
     reader = Ledger(path, readonly=True)
     fd = os.open(path, os.O_RDONLY)
     try:
-        _ReadOnlySnapshot(reader)._lock_shared(fd)
+        lock_shared(fd, 1.0)
         before = (tmp_path / "claims.db").read_bytes()
         with Ledger(path) as writer, writer.transaction() as txn:
             txn.add([rec("0000:3b:02.5", 5)])
