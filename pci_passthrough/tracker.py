@@ -42,6 +42,7 @@ from pci_passthrough.device import (
 from pci_passthrough.flavors import FlavorSet, FlavorSpec, parse_flavors
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
+from pci_passthrough.netdev_name import is_valid_netdev_name
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
 from pci_passthrough.states import PortState, check_transition
@@ -85,15 +86,18 @@ class HostTracker:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts,
-                  sysfs_root: str | None = None
+                  sysfs_root: str | None = None, *,
+                  readonly_ledger: bool = False
                   ) -> tuple["HostTracker", ScanResult]:
-        """Validate the whole configuration, open the ledger, scan sysfs."""
+        """Validate the whole configuration, open the ledger (read-only:
+        see Ledger), scan sysfs."""
         group = conf.pci_passthrough
         specs = devspec.parse_device_specs(group.device_spec)
         flavors = parse_flavors(group.flavor, known_tags=specs.tag_names,
                                 special_attributes=group.special_attributes)
         scan = sysfs_scan.scan(sysfs_root or group.sysfs_root)
-        tracker = cls(flavors, Ledger(group.state_path))
+        tracker = cls(flavors, Ledger(group.state_path,
+                                      readonly=readonly_ledger))
         tracker.update_devices(scan, specs)
         return tracker, scan
 
@@ -252,7 +256,8 @@ class HostTracker:
                     address=address, state=PortState.CLAIMED,
                     flavor=port.flavor,
                     request=port.to_json(),
-                    netdev=self._entries[address].device.netdev)
+                    netdev=_recordable(
+                        self._entries[address].device.netdev))
                     for port, address in zip(ports, picks, strict=True)]
                 txn.add(records)
             # The ledger committed: memory follows, under the same lock
@@ -518,6 +523,12 @@ class HostTracker:
             return (f"no netdev (bound to {driver}), so it cannot back a "
                     f"macvtap interface")
         return matching.numa_mismatch(policy, dev.numa_node, cells)
+
+
+def _recordable(netdev: str | None) -> str | None:
+    # The ledger refuses a row whose netdev the kernel would not accept
+    # as a name; such a name read from sysfs is not recorded.
+    return netdev if is_valid_netdev_name(netdev) else None
 
 
 def _sorted(addresses: Iterable[str]) -> tuple[str, ...]:

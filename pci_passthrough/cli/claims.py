@@ -53,8 +53,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("instance", metavar="INSTANCE_UUID")
 
 
-def _tracker(conf: cfg.ConfigOpts) -> HostTracker:
-    tracker, _ = HostTracker.from_conf(conf, sysfs_root(conf))
+def _tracker(conf: cfg.ConfigOpts, readonly: bool = False) -> HostTracker:
+    # explain and claims only show: their ledger is read-only, so they
+    # create and change nothing, and a missing ledger is no claims.
+    tracker, _ = HostTracker.from_conf(conf, sysfs_root(conf),
+                                       readonly_ledger=readonly)
     return tracker
 
 
@@ -72,7 +75,7 @@ def _print_allocations(conf: cfg.ConfigOpts,
 
 
 def run_explain(conf: cfg.ConfigOpts) -> int:
-    tracker = _tracker(conf)
+    tracker = _tracker(conf, readonly=True)
     try:
         result = tracker.explain(conf.command.flavor,
                                  count=conf.command.count,
@@ -103,7 +106,7 @@ def _cells(text: str | None) -> set[int] | None:
 
 
 def run_claims(conf: cfg.ConfigOpts) -> int:
-    tracker = _tracker(conf)
+    tracker = _tracker(conf, readonly=True)
     try:
         _print_allocations(conf, tracker.allocations())
     finally:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pci_passthrough import exception
+from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import (
     CLAIMED,
     PLUGGED,
@@ -22,7 +23,8 @@ OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 
 def rec(address, instance=INST, port=0):
     return LedgerRecord(instance, port, address, CLAIMED, "net1",
-                        '{"flavor": "net1"}', "ens1f0v0")
+                        PortRequest(port, flavor="net1").to_json(),
+                        "ens1f0v0")
 
 
 def test_records_survive_reopening(tmp_path):
@@ -48,8 +50,8 @@ def test_set_state_and_remove(tmp_path):
             gone = txn.remove_instance(INST)
             assert [r.address for r in gone] == ["0000:3b:02.0"]
             assert txn.remove_instance(INST) == []
-            assert [r.address for r in txn.remove_addresses(
-                ["0000:3b:02.1"])] == ["0000:3b:02.1"]
+            assert [r.address for r in txn.remove_instance(OTHER)] == [
+                "0000:3b:02.1"]
         assert ledger.records() == []
 
 
@@ -110,9 +112,9 @@ def _directory(path):
 
 
 @pytest.mark.parametrize("make,reason", [
-    (_junk, "not a readable SQLite database"),
+    (_junk, "not a SQLite database"),
     (_truncated, "not a readable SQLite database|integrity check"),
-    (_text, "not a readable SQLite database"),
+    (_text, "not a SQLite database"),
     (_foreign, "a SQLite database of something else"),
     (_newer, f"schema version {SCHEMA_VERSION + 1}"),
     (_directory, "it is a directory"),
@@ -183,9 +185,9 @@ def test_a_version_1_ledger_is_migrated_keeping_every_claim(tmp_path):
     conn.executemany(
         "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
         [("0000:3b:02.0", INST, 0, "allocated", "net1",
-          '{"flavor": "net1"}', "ens1f0v0"),
+          PortRequest(0, flavor="net1").to_json(), "ens1f0v0"),
          ("0000:3b:02.1", OTHER, 0, "claimed", None,
-          '{"spec": {}}', None)])
+          PortRequest(0, spec={"vendor_id": "8086"}).to_json(), None)])
     conn.execute("PRAGMA application_id=0x50435054")
     conn.execute("PRAGMA user_version=1")
     conn.commit()

@@ -2,6 +2,7 @@
 
     tox -e bench                  # all of them
     tox -e bench -- scan tracker  # only bench_scan.py and bench_tracker.py
+    tox -e bench -- ledger        # ledger open and load at 1k/16k rows
 """
 
 import pathlib

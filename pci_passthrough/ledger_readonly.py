@@ -1,0 +1,69 @@
+"""Reading a ledger without creating or changing any file.
+
+Measured with SQLite 3.40 (tests/unit/test_ledger_readonly.py): a WAL
+database opened with mode=ro creates whichever of -wal and -shm is
+missing, and leaves them behind; in a folder it cannot write, it fails
+("attempt to write a readonly database").  When both exist it uses them
+and creates nothing, even in a folder it cannot write.
+
+Both are missing only when no connection has the ledger open (the last
+one to close writes the WAL into the file and deletes them).  Then the
+file alone holds every claim, and it can be read with immutable=1, which
+makes SQLite open nothing else, provided no connection writes into the
+file meanwhile: a read lock on SQLite's SHARED bytes, held for the whole
+read, keeps any connection from taking EXCLUSIVE, which it needs to
+write its WAL into the file and delete -wal and -shm when it closes.  A
+connection that starts meanwhile creates -shm, which then stays: seeing
+a side file after the read, the reader reads again through SQLite.
+
+The lock is an open file description lock: unlike a POSIX record lock,
+closing another descriptor of the file in this process (SQLite's own)
+does not drop it, and it conflicts with SQLite's locks like another
+process's would.
+"""
+
+import errno
+import fcntl
+import os
+import struct
+import time
+
+# SQLite's unix locking: a reader holds a read lock on these bytes of the
+# database file, EXCLUSIVE is a write lock on them.
+SHARED_FIRST = 0x40000000 + 2
+SHARED_SIZE = 510
+_FLOCK = "hhqqi"  # struct flock: type, whence, start, len, pid
+
+
+def side_files(path: str) -> tuple[bool, bool, bool]:
+    """Whether -wal, -shm and -journal exist next to ``path`` (a real
+    path: SQLite names them after the file a symbolic link points to).
+
+    A -journal is a rollback journal (version 1 files): left by a writer
+    that crashed, it may hold pages to roll back, which an immutable read
+    would not see and SQLite's own read does.
+    """
+    return (os.path.exists(path + "-wal"), os.path.exists(path + "-shm"),
+            os.path.exists(path + "-journal"))
+
+
+def lock_shared(fd: int, timeout: float) -> None:
+    """Take SQLite's SHARED lock on the open database ``fd``, as a reader
+    would, waiting up to ``timeout`` seconds for an EXCLUSIVE holder.
+    Closing ``fd`` releases it.
+
+    :raises OSError: the lock could not be taken.
+    """
+    flock = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, SHARED_FIRST,
+                        SHARED_SIZE, 0)
+    flock += bytes(-len(flock) % 8)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or \
+                    time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
