@@ -1,0 +1,48 @@
+"""The host fixture itself: its leftover check and its cleanup look at
+the hosts of their own run only, never at other namespaces or processes
+on the machine."""
+
+import secrets
+import subprocess
+
+import libvirt_hosts
+import pytest
+
+pytestmark = pytest.mark.functional
+
+
+def sleeper(netns: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"])
+
+
+def test_leftovers_are_this_runs_and_stop_touches_nothing_else(host_run):
+    # Another run's host on the same machine: a namespace with the same
+    # prefix and a process in it.
+    foreign = f"{libvirt_hosts.NAME_PREFIX}-a-{secrets.token_hex(3)}"
+    libvirt_hosts.run(["ip", "netns", "add", foreign])
+    other = sleeper(foreign)
+    ours = None
+    host = host_run.new_host("a")
+    try:
+        host.create_namespace()
+        ours = sleeper(host.netns)
+        left = libvirt_hosts.leftovers([host])
+        assert f"namespace {host.netns}" in left
+        assert any(x.startswith(f"process {ours.pid}:") for x in left)
+        assert not any(foreign in x or str(other.pid) in x for x in left)
+        host.stop()
+        # stop() ends the daemons and guests it knows; a process of ours
+        # it does not know still holds the namespace and is reported.
+        assert [x for x in libvirt_hosts.leftovers([host])
+                if x.startswith("process ")] != []
+        ours.kill()
+        ours.wait()
+        assert libvirt_hosts.leftovers([host]) == []
+        listed = libvirt_hosts.run(["ip", "netns", "list"]).stdout
+        assert foreign in listed and other.poll() is None
+    finally:
+        for proc in (other, ours):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        libvirt_hosts.run(["ip", "netns", "del", foreign], check=False)
