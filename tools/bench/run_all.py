@@ -2,6 +2,10 @@
 
     tox -e bench                  # all of them
     tox -e bench -- scan tracker  # only bench_scan.py and bench_tracker.py
+
+bench_network.py (plug/release, reconcile), bench_scan.py (sysfs scan),
+bench_startup.py (start-up of the pci-passthrough command) and
+bench_tracker.py (claims, explain).
 """
 
 import pathlib
