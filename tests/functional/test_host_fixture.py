@@ -2,8 +2,10 @@
 the hosts of their own run only, never at other namespaces or processes
 on the machine."""
 
+import pathlib
 import secrets
 import subprocess
+import time
 
 import libvirt_hosts
 import pytest
@@ -12,7 +14,15 @@ pytestmark = pytest.mark.functional
 
 
 def sleeper(netns: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"])
+    """A process in the namespace, once ip has entered it and become
+    sleep."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"])
+    deadline = time.monotonic() + 10
+    cmdline = pathlib.Path(f"/proc/{proc.pid}/cmdline")
+    while cmdline.read_bytes() != b"sleep\x0060\x00":
+        assert time.monotonic() < deadline, "ip netns exec did not run"
+        time.sleep(0.01)
+    return proc
 
 
 def test_leftovers_are_this_runs_and_stop_touches_nothing_else(host_run):
@@ -31,10 +41,14 @@ def test_leftovers_are_this_runs_and_stop_touches_nothing_else(host_run):
         assert any(x.startswith(f"process {ours.pid}:") for x in left)
         assert not any(foreign in x or str(other.pid) in x for x in left)
         host.stop()
-        # stop() ends the daemons and guests it knows; a process of ours
-        # it does not know still holds the namespace and is reported.
+        # stop() ends the daemons and guests it knows; a process it does
+        # not know still holds the namespace after its name is gone, and
+        # is reported (by pid and start time: the namespace's inode may
+        # go to another run's namespace once freed).
+        assert not host.namespace_exists() and ours.pid in host.stragglers
         assert [x for x in libvirt_hosts.leftovers([host])
-                if x.startswith("process ")] != []
+                if x.startswith("process ")] == [
+                    f"process {ours.pid}: sleep 60"]
         ours.kill()
         ours.wait()
         assert libvirt_hosts.leftovers([host]) == []
