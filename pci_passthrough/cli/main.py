@@ -73,19 +73,16 @@ def command_parsers(modules: Collection[str]
     return add
 
 
-def build_conf(args: Sequence[str] | None = None) -> cfg.ConfigOpts:
+def build_conf(args: Sequence[str]) -> cfg.ConfigOpts:
     """A fresh ConfigOpts with logging's and the CLI's options
-    registered, for the command line ``args`` (None: ready for every
-    command)."""
+    registered, for the command line ``args``."""
     conf = cfg.ConfigOpts()
     log_setup.register_options(conf)
-    modules = ({m for m, _ in COMMANDS.values()} if args is None
-               else modules_named(args))
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command",
         title="Commands",
         help="Run 'pci-passthrough COMMAND --help' for a command's options.",
-        handler=command_parsers(modules),
+        handler=command_parsers(modules_named(args)),
     ))
     return conf
 

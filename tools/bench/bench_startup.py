@@ -11,6 +11,7 @@ need it (each measured after oslo_config.cfg, which every command loads).
 """
 
 import argparse
+import os
 import pathlib
 import shutil
 import statistics
@@ -38,12 +39,16 @@ def command() -> list[str]:
     return [sys.executable, "-m", "pci_passthrough.cli.main"]
 
 
-def wall_times(cmd: Sequence[str], runs: int) -> list[float]:
-    times = []
+def wall_times(cmds: Sequence[Sequence[str]],
+               runs: int) -> list[list[float]]:
+    """Wall times of each command, run in turn (round robin, so that a
+    change of load on the machine touches every command alike)."""
+    times: list[list[float]] = [[] for _ in cmds]
     for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - started)
+        for cmd, samples in zip(cmds, times, strict=True):
+            started = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            samples.append(time.perf_counter() - started)
     return times
 
 
@@ -86,13 +91,15 @@ def main() -> int:
         cmd = command()
         scan = [*cmd, "scan", "--sysfs-root", str(root)]
         print(f"start-up, wall time of the process (median and fastest "
-              f"of {args.runs} runs; goal <= {GOAL:.2f} s)")
+              f"of {args.runs} runs; goal <= {GOAL:.2f} s; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         rows = (("python -c pass (interpreter floor)",
                  [sys.executable, "-c", "pass"], False),
                 ("pci-passthrough --help", [*cmd, "--help"], True),
                 ("pci-passthrough scan (1 PF, 4 VFs)", scan, True))
-        for label, argv, has_goal in rows:
-            times = wall_times(argv, args.runs)
+        all_times = wall_times([argv for _, argv, _ in rows], args.runs)
+        for (label, _argv, has_goal), times in zip(rows, all_times,
+                                                   strict=True):
             median = statistics.median(times)
             verdict = ("" if not has_goal else
                        "  ok" if median <= GOAL else "  OVER THE GOAL")
