@@ -60,3 +60,24 @@ def test_leftovers_are_this_runs_and_stop_touches_nothing_else(host_run):
                 proc.kill()
                 proc.wait()
         libvirt_hosts.run(["ip", "netns", "del", foreign], check=False)
+
+
+def test_a_link_left_in_the_root_namespace_is_removed(host_run,
+                                                      monkeypatch):
+    # A move of a link into a namespace that fails cannot be caused
+    # for real without breaking the namespace itself: the fault is
+    # injected into the fixture's command runner.
+    hosts = host_run.new_two_hosts()
+    real_run = libvirt_hosts.run
+
+    def refuse_moves(cmd, check=True, **kwargs):
+        if cmd[:3] == ["ip", "link", "set"] and "netns" in cmd:
+            raise libvirt_hosts.HostSetupError("move refused (injected)")
+        return real_run(cmd, check=check, **kwargs)
+
+    monkeypatch.setattr(libvirt_hosts, "run", refuse_moves)
+    with pytest.raises(libvirt_hosts.HostSetupError, match="injected"):
+        hosts.start()
+    monkeypatch.undo()
+    assert hosts.link_made
+    assert libvirt_hosts.leftovers((hosts.a, hosts.b)) == []
