@@ -73,7 +73,7 @@ def run_real_demo(say: Say = print) -> int:
     """Tell the story; 0 when it ran and left nothing behind."""
     missing = missing_requirements()
     if missing:
-        say("the real-hosts demo needs " + ", ".join(missing))
+        say("the real-hosts demo cannot run here: " + ", ".join(missing))
         return 2
     run = HostRun(prefix="pcipt-demo-")
     try:
