@@ -24,10 +24,11 @@ from pci_passthrough.claims import (
     UpdateReport,
 )
 from pci_passthrough.instance_id import canonical_uuid
-from pci_passthrough.ledger import ALLOCATED, Ledger
+from pci_passthrough.ledger import Ledger
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 from pci_passthrough.network.names import network_name, parse_network_name
+from pci_passthrough.states import PortState
 from pci_passthrough.tracker import HostTracker
 
 LOG = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class HostAgent:
         """Scan, load the ledger, and reconcile libvirt's networks.
 
         A network carrying the prefix whose instance holds no claim here is
-        deleted; an allocated port whose network is missing gets it back; a
+        deleted; a plugged port whose network is missing gets it back; a
         network holding another device than the ledger says is rewritten.
         Networks without the prefix are never touched.
         """
@@ -331,7 +332,7 @@ class HostAgent:
         held = set()
         for alloc in self._tracker.allocations():
             held.add((alloc.instance_uuid, alloc.port_index))
-            if alloc.state == ALLOCATED and alloc.netdev:
+            if alloc.state == PortState.PLUGGED and alloc.netdev:
                 spec = self._spec(alloc)
                 expected[spec.name] = (alloc, spec)
         for name in sorted(present):

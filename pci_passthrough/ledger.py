@@ -21,29 +21,51 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 
 from pci_passthrough import exception
+from pci_passthrough.states import PortState
 
-CLAIMED = "claimed"
-ALLOCATED = "allocated"
-STATES = (CLAIMED, ALLOCATED)
+CLAIMED = PortState.CLAIMED
+PLUGGED = PortState.PLUGGED
 
 # "PCPT" in ASCII: marks the file as a ledger of this library.
 APPLICATION_ID = 0x50435054
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 5.0
 
+# The state column holds a PortState value; it is checked when rows are
+# read rather than by a CHECK constraint, so that a new state needs no
+# table rebuild.  row_version is the schema version a row was written
+# under.
 _SCHEMA = """
 CREATE TABLE claims (
     address       TEXT PRIMARY KEY,
     instance_uuid TEXT NOT NULL,
     port_index    INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('claimed', 'allocated')),
+    state         TEXT NOT NULL,
     flavor        TEXT,
     request       TEXT NOT NULL,
     netdev        TEXT,
+    row_version   INTEGER NOT NULL DEFAULT 2,
     UNIQUE (instance_uuid, port_index)
 );
 CREATE INDEX claims_instance ON claims (instance_uuid);
 """
+
+# Each step takes a ledger from version N to N + 1 inside the opening
+# transaction.  Version 1 named the plugged state "allocated" and
+# constrained the state column.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+ALTER TABLE claims RENAME TO claims_v1;
+DROP INDEX claims_instance;
+""" + _SCHEMA.strip() + """;
+INSERT INTO claims (address, instance_uuid, port_index, state, flavor,
+                    request, netdev, row_version)
+    SELECT address, instance_uuid, port_index,
+           CASE state WHEN 'allocated' THEN 'plugged' ELSE state END,
+           flavor, request, netdev, 2 FROM claims_v1;
+DROP TABLE claims_v1;
+""",
+}
 _COLUMNS = ("instance_uuid, port_index, address, state, flavor, request, "
             "netdev")
 
@@ -93,8 +115,7 @@ class LedgerTransaction:
                     if holder else "another claim") from None
 
     def set_state(self, instance_uuid: str, state: str) -> int:
-        if state not in STATES:
-            raise ValueError(f"unknown claim state {state!r}")
+        state = PortState(state)
         cur = self._conn.execute(
             "UPDATE claims SET state = ? WHERE instance_uuid = ?",
             (state, instance_uuid))
@@ -183,10 +204,15 @@ class Ledger:
                     f"it is a SQLite database of something else "
                     f"(application_id {app_id:#x}); expected a claims "
                     f"ledger")
-            if version != SCHEMA_VERSION:
+            if version > SCHEMA_VERSION or version not in (
+                    SCHEMA_VERSION, *_MIGRATIONS):
                 raise self._fail(
                     f"schema version {version}; this version of "
-                    f"pci_passthrough reads version {SCHEMA_VERSION}")
+                    f"pci_passthrough reads versions 1 to "
+                    f"{SCHEMA_VERSION}: run the newer pci_passthrough "
+                    f"that wrote it")
+            if version < SCHEMA_VERSION:
+                self._migrate(conn)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise self._fail(f"integrity check failed: {check}")
@@ -202,6 +228,23 @@ class Ledger:
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older ledger to SCHEMA_VERSION in one transaction."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated it meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version].strip().split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                version += 1
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def records(self) -> list[LedgerRecord]:
         with self._lock:

@@ -36,9 +36,10 @@ from pci_passthrough.device import (
 )
 from pci_passthrough.flavors import FlavorSet, FlavorSpec, parse_flavors
 from pci_passthrough.instance_id import canonical_uuid
-from pci_passthrough.ledger import ALLOCATED, CLAIMED, Ledger, LedgerRecord
+from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
+from pci_passthrough.states import PortState
 
 LOG = logging.getLogger(__name__)
 
@@ -238,7 +239,8 @@ class HostTracker:
                 picks = self._select(instance, wanted, numa_cells)
                 records = [LedgerRecord(
                     instance_uuid=instance, port_index=port.index,
-                    address=address, state=CLAIMED, flavor=port.flavor,
+                    address=address, state=PortState.CLAIMED,
+                    flavor=port.flavor,
                     request=port.to_json(),
                     netdev=self._entries[address].device.netdev)
                     for port, address in zip(ports, picks, strict=True)]
@@ -318,16 +320,16 @@ class HostTracker:
         return False
 
     def allocate(self, instance_uuid: str) -> list[Allocation]:
-        """Claimed -> allocated (the instance's networks exist)."""
+        """Claimed -> plugged (the instance's networks exist)."""
         instance = canonical_uuid(instance_uuid)
         with self._lock:
             with self._ledger.transaction() as txn:
                 self._sync(txn.records)
-                txn.set_state(instance, ALLOCATED)
+                txn.set_state(instance, PortState.PLUGGED)
             for address, rec in list(self._held.items()):
                 if rec.instance_uuid == instance:
                     self._held[address] = dataclasses.replace(
-                        rec, state=ALLOCATED)
+                        rec, state=PortState.PLUGGED)
             return self.allocations(instance)
 
     def free(self, instance_uuid: str) -> list[Allocation]:
@@ -346,7 +348,7 @@ class HostTracker:
             return freed
 
     def device_states(self) -> dict[str, str]:
-        """Every assignable device's state: available, claimed, allocated,
+        """Every assignable device's state: available, claimed, plugged,
         or unavailable (its PF, or one of its VFs, is held); a held device
         gone from sysfs is listed as "vanished"."""
         with self._lock:

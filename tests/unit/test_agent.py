@@ -106,7 +106,7 @@ def test_plug_defines_one_network_per_port_holding_the_claimed_vf(hosts):
     assert iface.get("type") == "network"
     assert iface.find("source").get("network") == plugged[0].network
     assert iface.find("mac").get("address") == "52:54:00:00:00:01"
-    assert {x.state for x in a.agent.allocations(inst)} == {"allocated"}
+    assert {x.state for x in a.agent.allocations(inst)} == {"plugged"}
     # Idempotent: again, the same answer and no change.
     assert a.agent.plug(inst) == plugged
     assert a.agent.claim(inst, PORTS) == a.agent.allocations(inst)

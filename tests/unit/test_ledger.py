@@ -9,8 +9,8 @@ import pytest
 
 from pci_passthrough import exception
 from pci_passthrough.ledger import (
-    ALLOCATED,
     CLAIMED,
+    PLUGGED,
     SCHEMA_VERSION,
     Ledger,
     LedgerRecord,
@@ -41,9 +41,9 @@ def test_set_state_and_remove(tmp_path):
     with Ledger(tmp_path / "l.db") as ledger:
         with ledger.transaction() as txn:
             txn.add([rec("0000:3b:02.0"), rec("0000:3b:02.1", OTHER)])
-            assert txn.set_state(INST, ALLOCATED) == 1
+            assert txn.set_state(INST, PLUGGED) == 1
         assert {r.address: r.state for r in ledger.records()} == {
-            "0000:3b:02.0": ALLOCATED, "0000:3b:02.1": CLAIMED}
+            "0000:3b:02.0": PLUGGED, "0000:3b:02.1": CLAIMED}
         with ledger.transaction() as txn:
             gone = txn.remove_instance(INST)
             assert [r.address for r in gone] == ["0000:3b:02.0"]
@@ -159,3 +159,45 @@ def test_another_process_sees_commits(tmp_path):
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "1"
         assert ledger.records() == []
+
+
+_V1_SCHEMA = """
+CREATE TABLE claims (
+    address       TEXT PRIMARY KEY,
+    instance_uuid TEXT NOT NULL,
+    port_index    INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('claimed', 'allocated')),
+    flavor        TEXT,
+    request       TEXT NOT NULL,
+    netdev        TEXT,
+    UNIQUE (instance_uuid, port_index)
+);
+CREATE INDEX claims_instance ON claims (instance_uuid);
+"""
+
+
+def test_a_version_1_ledger_is_migrated_keeping_every_claim(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_SCHEMA)
+    conn.executemany(
+        "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [("0000:3b:02.0", INST, 0, "allocated", "net1",
+          '{"flavor": "net1"}', "ens1f0v0"),
+         ("0000:3b:02.1", OTHER, 0, "claimed", None,
+          '{"spec": {}}', None)])
+    conn.execute("PRAGMA application_id=0x50435054")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        assert [(r.address, r.instance_uuid, r.state, r.netdev)
+                for r in ledger.records()] == [
+            ("0000:3b:02.0", INST, PLUGGED, "ens1f0v0"),
+            ("0000:3b:02.1", OTHER, CLAIMED, None)]
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == \
+        SCHEMA_VERSION == 2
+    assert raw.execute("SELECT DISTINCT row_version FROM claims"
+                       ).fetchall() == [(2,)]
+    raw.close()

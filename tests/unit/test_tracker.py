@@ -15,7 +15,7 @@ from hypothesis import strategies as hst
 from pci_passthrough import devspec, exception, flavors, sysfs_scan
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.ledger import ALLOCATED, CLAIMED, Ledger
+from pci_passthrough.ledger import CLAIMED, PLUGGED, Ledger
 from pci_passthrough.tracker import HostTracker
 
 SPECS = (
@@ -193,9 +193,9 @@ def test_states_claimed_allocated_and_free_idempotent(tracker, host):
     inst = new_uuid()
     tracker.claim(inst, [PortRequest(0, flavor="net1"),
                          PortRequest(1, flavor="grp1")])
-    assert {a.state for a in tracker.allocate(inst)} == {ALLOCATED}
+    assert {a.state for a in tracker.allocate(inst)} == {PLUGGED}
     assert {r.state for r in Ledger(host.ledger_path).records()} == {
-        ALLOCATED}
+        PLUGGED}
     assert len(tracker.free(inst)) == 2
     assert tracker.free(inst) == []
     assert tracker.allocations() == []
@@ -392,7 +392,7 @@ def test_device_states(tracker, host):
     assert states[alloc.address] == "claimed"
     assert states[alloc.parent_addr] == "unavailable"
     tracker.allocate(inst)
-    assert tracker.device_states()[alloc.address] == "allocated"
+    assert tracker.device_states()[alloc.address] == "plugged"
     st.vanish(host.tree, alloc.address)
     tracker.update_devices(sysfs_scan.scan(host.root), host.specs)
     assert tracker.device_states()[alloc.address] == "vanished"
