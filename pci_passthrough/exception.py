@@ -125,13 +125,6 @@ class NetworkDriverNotFound(PciPassthroughError):
                "%(known)s.")
 
 
-class HostSetupError(PciPassthroughError):
-    """A functional-test host (pci_passthrough.fixtures.libvirt_hosts)
-    could not be started; the message says which step."""
-
-    msg_fmt = "Cannot set up test host: %(reason)s"
-
-
 class MigrationRefused(PciPassthroughError):
     msg_fmt = ("This host cannot receive instance %(instance)s: "
                "%(reason)s. Nothing was claimed or defined here.")

@@ -12,12 +12,11 @@ ScanResult.errors.  No file is read past _MAX_READ bytes, and a link that
 resolves outside the sysfs root is refused, not followed.
 """
 
+import logging
 import os
 import re
 import sys
 from collections.abc import Iterable
-
-from oslo_log import log as logging
 
 from pci_passthrough import exception
 from pci_passthrough.device import (

@@ -6,6 +6,10 @@ daemon): discovery, flavors with a special attribute, explain, a boot on
 host A with two ports, a live migration to B with the domain XML
 unchanged, a burst of migrations B cannot all take, and a release that
 leaves both hosts empty.
+
+The same migration on two real libvirt daemons is a script of the
+repository (tools/demo_real_hosts.py, ``tox -e demo-real-hosts``): it
+needs the functional tests' host fixture, which is not installed.
 """
 
 import argparse
@@ -19,11 +23,12 @@ import libvirt
 from lxml import etree
 from oslo_config import cfg
 
-from pci_passthrough import demo_hosts, devspec, exception, sysfs_scan
+from pci_passthrough import devspec, exception, sysfs_scan
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.claims import PortRequest
+from pci_passthrough.cli import demo_hosts
 from pci_passthrough.cli.scan import print_scan_table, scan_report
-from pci_passthrough.fixtures.libvirt_hosts import guest_xml
+from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.fixtures.sysfs_tree import HostLayout
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
@@ -39,10 +44,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "--workdir", metavar="DIR", default=None,
         help="Write the simulated hosts here and keep them, instead of a "
              "temporary folder.")
-    parser.add_argument(
-        "--real-hosts", action="store_true",
-        help="Run the live migration on two real libvirt daemons in "
-             "network namespaces (root, libvirtd and QEMU needed).")
     parser.set_defaults(action_fn=run)
 
 
@@ -218,10 +219,6 @@ def run(conf: cfg.ConfigOpts) -> int:
         # repeat it (--debug shows them).
         std_logging.getLogger("pci_passthrough").setLevel(
             std_logging.WARNING)
-    if conf.command.real_hosts:
-        from pci_passthrough.cli.demo_real import run_real_demo
-
-        return run_real_demo()
     if conf.command.workdir:
         workdir = pathlib.Path(conf.command.workdir)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -2,60 +2,104 @@
 
 It parses the command line with oslo.config, so --config-file,
 --config-dir, --debug and --log-file work as in every OpenStack service.
-Each subcommand lives in its own module of this package, which offers
+Each subcommand lives in a module of this package, which offers
 ``add_parsers(subparsers)``; a parser sets ``action_fn`` to a callable
-taking the ConfigOpts and returning the exit code.
+taking the ConfigOpts and returning the exit code, and may set
+``register_opts_fn`` to register only the library options it reads
+(default: opts.register_opts, every option including the network
+drivers', which loads every driver). The library's options are not
+command-line options, so they are registered after parsing.
+
+A command's module is imported only when the command line names the
+command: ``--help`` lists the commands from the table below, and
+``scan`` never loads the tracker, the agent, libvirt or the demo's
+fixtures (see tools/bench/bench_startup.py for what start-up costs).
 """
 
 import argparse
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TypeAlias
 
 from oslo_config import cfg
-from oslo_log import log as logging
 
 from pci_passthrough import exception, opts
+from pci_passthrough.cli import log_setup
 
 LOG = logging.getLogger(__name__)
 
-# The modules of pci_passthrough.cli that contribute subcommands.
-COMMAND_MODULES = ("scan", "claims", "demo")
+#: Every command: name -> (its module in pci_passthrough.cli, its help),
+#: in the order --help lists them. A unit test checks the table against
+#: what the modules declare.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("scan", "List the SR-IOV PFs and VFs found in sysfs."),
+    "explain": ("claims", "Say for every device whether it serves a "
+                          "flavor, and if not, why."),
+    "claims": ("claims", "List who holds which device."),
+    "claim": ("claims", "Claim one device per flavor for an instance, all "
+                        "or nothing."),
+    "free": ("claims", "Free every device an instance holds."),
+    "demo": ("demo", "Run the demo on embedded defaults (no daemon "
+                     "needed)."),
+}
+
+SubParsers: TypeAlias = (
+    "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 
-def _add_command_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"pci_passthrough.cli.{name}")
-        module.add_parsers(subparsers)
+def modules_named(args: Sequence[str]) -> set[str]:
+    """The modules of the commands ``args`` may name. A word that is an
+    option's value (``--log-file scan``) loads a module too many, never
+    one too few."""
+    return {COMMANDS[word][0] for word in args if word in COMMANDS}
 
 
-def build_conf() -> cfg.ConfigOpts:
-    """A fresh ConfigOpts with the library's, logging's and the CLI's
-    options registered."""
+def command_parsers(modules: Collection[str]
+                    ) -> Callable[[SubParsers], None]:
+    """The handler that declares every command: the full parsers of
+    ``modules``' commands, a name and help only for the others."""
+    def add(subparsers: SubParsers) -> None:
+        for name, (module_name, help_text) in COMMANDS.items():
+            if name in subparsers.choices:
+                continue
+            if module_name in modules:
+                importlib.import_module(
+                    f"pci_passthrough.cli.{module_name}").add_parsers(
+                        subparsers)
+            else:
+                subparsers.add_parser(name, help=help_text)
+    return add
+
+
+def build_conf(args: Sequence[str]) -> cfg.ConfigOpts:
+    """A fresh ConfigOpts with logging's and the CLI's options
+    registered, for the command line ``args``."""
     conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    logging.register_options(conf)
-    # Logs go to stderr: stdout carries the tables and JSON scripts read.
-    conf.set_default("use_stderr", True)
+    log_setup.register_options(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command",
         title="Commands",
         help="Run 'pci-passthrough COMMAND --help' for a command's options.",
-        handler=_add_command_parsers,
+        handler=command_parsers(modules_named(args)),
     ))
     return conf
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    conf = build_conf()
+    conf = build_conf(args)
     try:
         conf(args, project="pci_passthrough", prog="pci-passthrough",
              default_config_files=[], default_config_dirs=[])
     except cfg.Error as exc:
         print(f"pci-passthrough: error: {exc}", file=sys.stderr)
         return 2
-    logging.setup(conf, "pci_passthrough")
+    log_setup.setup(conf, "pci_passthrough")
+    register: Callable[[cfg.ConfigOpts], None] = getattr(
+        conf.command, "register_opts_fn", opts.register_opts)
+    register(conf)
     try:
         code: int = conf.command.action_fn(conf)
     except exception.PciPassthroughError as exc:

@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:
@@ -15,10 +15,9 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def print_json(data: Any, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
-    json.dump(data, out, indent=2, sort_keys=False)
-    out.write("\n")
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
 
 
 def _cell(value: Any) -> str:
@@ -49,7 +48,6 @@ def format_table(headers: Sequence[str],
     return "\n".join(lines)
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-                out: TextIO | None = None) -> None:
-    out = out or sys.stdout
-    out.write(format_table(headers, rows) + "\n")
+def print_table(headers: Sequence[str],
+                rows: Iterable[Sequence[Any]]) -> None:
+    sys.stdout.write(format_table(headers, rows) + "\n")

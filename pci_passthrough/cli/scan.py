@@ -6,7 +6,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, sysfs_scan
+from pci_passthrough import devspec, opts, sysfs_scan
 from pci_passthrough.cli import output
 from pci_passthrough.device import PciDevice, ScanResult
 
@@ -30,7 +30,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "scan", help="List the SR-IOV PFs and VFs found in sysfs.")
     add_sysfs_root_argument(parser)
     output.add_format_argument(parser)
-    parser.set_defaults(action_fn=run)
+    parser.set_defaults(action_fn=run, register_opts_fn=register_opts)
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """The options scan reads: sysfs_root and device_spec. Not the
+    network drivers' (listing those loads every driver, with libvirt and
+    lxml), which scan never uses."""
+    conf.register_opts(opts.discovery_opts, group=opts.GROUP)
 
 
 def device_row(dev: PciDevice,

@@ -2,18 +2,15 @@
 
 Without root, libvirtd or QEMU the tests skip with the reason; with
 PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1 (CI sets it) that is a failure.
-The session ends by checking that nothing was left behind.
+The session ends by checking that the hosts it made left nothing behind,
+then removes them; other runs' hosts on the machine are never touched.
 """
 
 import os
-import pathlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 
+import libvirt_hosts
 import pytest
-
-from pci_passthrough.fixtures import libvirt_hosts
 
 pytestmark = pytest.mark.functional
 
@@ -29,35 +26,34 @@ def _require_or_skip(reasons: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def host_workdir() -> Iterator[pathlib.Path]:
+def host_run() -> Iterator[libvirt_hosts.HostRun]:
+    """This session's folder and every host made in it."""
     _require_or_skip(libvirt_hosts.missing_requirements())
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="pcipt-functional-"))
-    libvirt_hosts.remove_stale()
-    yield workdir
-    try:
-        left = libvirt_hosts.leftovers(workdir)
-    finally:
-        # Reported below, but never left on the machine.
-        libvirt_hosts.remove_stale(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+    run = libvirt_hosts.HostRun(prefix="pcipt-functional-")
+    yield run
+    # What the fixtures failed to remove is reported, but never left on
+    # the machine.
+    left = run.leftovers()
+    remaining = run.close()
     assert not left, f"left behind: {left}"
+    assert not remaining, f"cannot remove: {remaining}"
 
 
 @pytest.fixture
-def host_a(host_workdir: pathlib.Path
+def host_a(host_run: libvirt_hosts.HostRun
            ) -> Iterator[libvirt_hosts.LibvirtHost]:
     """A started host with two VF stand-ins, vfa0 and vfa1."""
-    with libvirt_hosts.libvirt_host(host_workdir, "a",
+    with libvirt_hosts.libvirt_host(host_run, "a",
                                     vf_netdevs=("vfa0", "vfa1")) as host:
         yield host
 
 
 @pytest.fixture(scope="module")
-def two_hosts(host_workdir: pathlib.Path
+def two_hosts(host_run: libvirt_hosts.HostRun
               ) -> Iterator[libvirt_hosts.TwoHosts]:
     """Hosts A (four VF stand-ins) and B (three), ready to migrate."""
-    hosts = libvirt_hosts.TwoHosts(
-        host_workdir, vf_netdevs_a=("vfa0", "vfa1", "vfa2", "vfa3"),
+    hosts = host_run.new_two_hosts(
+        vf_netdevs_a=("vfa0", "vfa1", "vfa2", "vfa3"),
         vf_netdevs_b=("vfb0", "vfb1", "vfb2"))
     with hosts:
         yield hosts

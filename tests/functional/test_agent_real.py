@@ -7,7 +7,7 @@ import pytest
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.libvirt_hosts import guest_xml
+from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import host_conf
 
 pytestmark = pytest.mark.functional

@@ -1,10 +1,11 @@
 """The libvirt macvtap driver against a real libvirtd and real netdevs."""
 
+import libvirt_hosts
 import pytest
 from oslo_config import cfg
 
 from pci_passthrough import opts
-from pci_passthrough.fixtures import libvirt_hosts
+from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkSpec
 
@@ -35,7 +36,7 @@ def test_guest_gets_a_macvtap_on_exactly_the_networks_netdev(
         net = conn.networkLookupByName(name)
         assert net.isActive() and net.isPersistent() and net.autostart()
         iface = driver.interface_xml(name, "52:54:00:aa:bb:01")
-        dom = conn.createXML(libvirt_hosts.guest_xml("guest0", [iface]), 0)
+        dom = conn.createXML(guest_xml("guest0", [iface]), 0)
         (tap,) = host_a.macvtaps()
         assert (tap["link"], tap["mode"]) == ("vfa1", ip_mode)
         # The domain still refers to the network by name.
@@ -60,7 +61,7 @@ def test_rewrite_moves_the_network_to_another_netdev(host_a):
             name: NetworkSpec(name, "vfa1")}
         conn = host_a.connect()
         iface = driver.interface_xml(name, None)
-        dom = conn.createXML(libvirt_hosts.guest_xml("guest1", [iface]), 0)
+        dom = conn.createXML(guest_xml("guest1", [iface]), 0)
         assert [t["link"] for t in host_a.macvtaps()] == ["vfa1"]
         dom.destroy()
         conn.close()

@@ -10,7 +10,7 @@ from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.libvirt_hosts import guest_xml
+from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.netxml import parse_network

@@ -9,7 +9,7 @@ from lxml import etree
 from oslo_config import cfg
 
 from pci_passthrough import exception, opts
-from pci_passthrough.fixtures.libvirt_hosts import guest_xml
+from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
 from pci_passthrough.netdev_name import check_netdev
 from pci_passthrough.network import load_network_driver

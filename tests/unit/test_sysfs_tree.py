@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from pci_passthrough import demo_hosts, devspec, sysfs_scan
+from pci_passthrough import devspec, sysfs_scan
+from pci_passthrough.cli import demo_hosts
 from pci_passthrough.fixtures import sysfs_tree as st
 
 

@@ -1,10 +1,18 @@
-"""pci-passthrough demo --real-hosts: the live migration on two real
-libvirt daemons (root only), each in its own network namespace, with
-veths standing in for VFs. Every step prints the live domain and network
-XML of both hosts; everything is torn down at the end."""
+"""The live migration on two real libvirt daemons (root only), each in
+its own network namespace, with veths standing in for VFs. Every step
+prints the live domain and network XML of both hosts; everything is torn
+down at the end, and the run fails if anything was left behind.
+
+    sudo .venv/bin/tox -e demo-real-hosts
+    python tools/demo_real_hosts.py      # as root, in the virtualenv
+
+It needs the functional tests' host fixture (tests/functional/
+libvirt_hosts.py), which is test code and not part of the installed
+package: so this demo is a script of the repository, not a subcommand.
+"""
 
 import pathlib
-import tempfile
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -16,14 +24,17 @@ from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.libvirt_hosts import (
+from pci_passthrough.fixtures.guest import guest_xml
+from pci_passthrough.fixtures.simulated_host import host_conf
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
+                       / "tests" / "functional"))
+from libvirt_hosts import (
+    HostRun,
     LibvirtHost,
     TwoHosts,
-    guest_xml,
-    leftovers,
     missing_requirements,
 )
-from pci_passthrough.fixtures.simulated_host import host_conf
 
 Say = Callable[[str], None]
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
@@ -59,21 +70,25 @@ def _show(host: LibvirtHost, domain: str | None, say: Say) -> None:
 
 
 def run_real_demo(say: Say = print) -> int:
+    """Tell the story; 0 when it ran and left nothing behind."""
     missing = missing_requirements()
     if missing:
-        say("demo --real-hosts needs " + ", ".join(missing))
+        say("the real-hosts demo cannot run here: " + ", ".join(missing))
         return 2
-    with tempfile.TemporaryDirectory(prefix="pcipt-demo-") as tmp:
-        workdir = pathlib.Path(tmp)
-        hosts = TwoHosts(workdir, VFS["a"], VFS["b"])
+    run = HostRun(prefix="pcipt-demo-")
+    try:
+        hosts = run.new_two_hosts(VFS["a"], VFS["b"])
         say("== Step 1: two real libvirt hosts, each in its own network "
             "namespace")
         with hosts:
             for what, took in hosts.timings.items():
                 say(f"  {what}: {took:.2f} s")
-            _story(hosts, workdir, say)
-        left = leftovers(workdir, hosts=(hosts.a, hosts.b))
+            _story(hosts, run.workdir, say)
+        left = run.leftovers()
+    finally:
+        left_after = run.close()
     say("\n== Step 7: teardown")
+    left += [x for x in left_after if x not in left]
     say("  left behind: " + ("; ".join(left) if left else
                              "nothing (no daemon, namespace, link, /dev/tap "
                              "file or folder)"))
@@ -143,3 +158,7 @@ def _story(hosts: TwoHosts, workdir: pathlib.Path, say: Say) -> None:
     finally:
         a.close()
         b.close()
+
+
+if __name__ == "__main__":
+    sys.exit(run_real_demo())
