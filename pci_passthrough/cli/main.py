@@ -40,7 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "claims": ("claims", "List who holds which device."),
     "claim": ("claims", "Claim one device per flavor for an instance, all "
                         "or nothing."),
-    "free": ("claims", "Free every device an instance holds."),
+    "free": ("claims", "Delete an instance's networks, then free every "
+                       "device it holds."),
     "demo": ("demo", "Run the demo on embedded defaults (no daemon "
                      "needed)."),
 }

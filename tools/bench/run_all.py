@@ -6,7 +6,8 @@
 
 bench_agent_memory.py (claim/release memory), bench_hygiene.py (netdev
 state), bench_ledger.py (ledger load), bench_network.py (plug/release,
-reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of the pci-passthrough command) and
+reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of
+the pci-passthrough command) and
 bench_tracker.py (claims, explain).
 """
 
