@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from pci_passthrough import exception, opts
+from pci_passthrough import exception, opts, settings
 
 LOG = logging.getLogger(__name__)
 
@@ -50,13 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     conf = build_conf()
     try:
-        conf(args, project="pci_passthrough", prog="pci-passthrough",
-             default_config_files=[], default_config_dirs=[])
-    except cfg.Error as exc:
+        settings.parse_command_line(
+            conf, args, project="pci_passthrough", prog="pci-passthrough",
+            default_config_files=[], default_config_dirs=[])
+    except (cfg.Error, exception.ConfigError) as exc:
         print(f"pci-passthrough: error: {exc}", file=sys.stderr)
         return 2
     logging.setup(conf, "pci_passthrough")
     try:
+        # Every command checks the whole configuration, as HostAgent does.
+        settings.load_settings(conf)
         code: int = conf.command.action_fn(conf)
     except exception.PciPassthroughError as exc:
         LOG.debug("Command failed", exc_info=True)
