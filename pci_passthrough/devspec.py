@@ -170,13 +170,13 @@ def _parse_object(obj: Mapping[str, Any]) -> DeviceSpec:
             address = AddressRegex.parse(raw_address)
         except AddressSyntaxError as exc:
             raise ValueError(f"invalid address: {exc}") from None
-    elif raw_address is not None:
+    elif "address" in obj:
         raise ValueError(f"address must be a string such as "
                          f"\"0000:0a:00.*\" or an object of regular "
                          f"expressions such as {{\"bus\": \"0a\"}}, not "
                          f"{config_json.describe(raw_address)}")
     devname = obj.get("devname")
-    if devname is not None and not netdev_name.is_valid_netdev_name(
+    if "devname" in obj and not netdev_name.is_valid_netdev_name(
             devname):
         raise ValueError(f"devname {config_json.describe(devname)} is not "
                          f"a network interface name; expected "
@@ -209,9 +209,9 @@ def check_tag_key(key: str) -> str:
 
 
 def _id(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "*":
+    if key not in obj or obj[key] == "*":
         return None
+    value = obj[key]
     match = _ID.match(value) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"{key} {config_json.describe(value)} is not a "

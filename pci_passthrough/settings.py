@@ -163,11 +163,12 @@ def _unreadable(name: str, exc: BaseException) -> exception.ConfigError:
     """oslo.config's error on reading an option, as a ConfigError."""
     text = str(exc)
     where = re.search(r"detail='([^']*)'", text)
-    entry = f"in {where.group(1)}" if where else "-"
+    entry = f"in {where.group(1)}" if where else "given"
     if isinstance(exc, RecursionError):
         reason = ("its $references form a loop; expected a value or a "
                   "reference to another option's value")
-    elif isinstance(exc, cfg.TemplateSubstitutionError | cfg.NoSuchOptError):
+    elif isinstance(exc, cfg.TemplateSubstitutionError | cfg.NoSuchOptError
+                    | cfg.NoSuchGroupError):
         reason = (f"{text}; a '$' starts a reference to another option "
                   f"(write '$$' for a literal '$')")
     else:
@@ -300,7 +301,7 @@ def _check_file(path: str) -> None:
         info = os.stat(path)
     except (OSError, ValueError):
         return  # missing or unreadable: oslo.config says so
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode) and not _is_devnull(info):
         raise exception.ConfigFileError(
             path=config_json.shorten(path, 200),
             reason="not a regular file (a FIFO, socket, device or "
@@ -310,6 +311,15 @@ def _check_file(path: str) -> None:
             path=config_json.shorten(path, 200),
             reason=f"{info.st_size} bytes; expected at most "
                    f"{MAX_CONFIG_FILE_BYTES}")
+
+
+def _is_devnull(info: os.stat_result) -> bool:
+    # "--config-file /dev/null" is the usual way to say "no file".
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return (stat.S_ISCHR(info.st_mode) and info.st_rdev == null.st_rdev)
 
 
 def _file_being_parsed(exc: BaseException) -> str:
