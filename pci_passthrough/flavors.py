@@ -50,6 +50,8 @@ FLAVOR_NAME_EXPECTED = ("1 to 64 ASCII letters, digits, '_', '.' or '-', "
                         "separates flavors with ',', Nova with ':')")
 #: Most flavor objects the option may hold.
 MAX_FLAVORS = 1024
+#: Most special attributes: each is checked for every device and flavor.
+MAX_SPECIAL_ATTRIBUTES = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,6 +186,11 @@ def check_special_attributes(values: Collection[str], *,
             group=group, option=option, entry="-",
             reason=f"expected a list of tag names, not "
                    f"{type(values).__name__}")
+    if len(values) > MAX_SPECIAL_ATTRIBUTES:
+        raise exception.InvalidOption(
+            group=group, option=option, entry=f"#{len(values)}",
+            reason=f"more than {MAX_SPECIAL_ATTRIBUTES} special "
+                   f"attributes; expected at most {MAX_SPECIAL_ATTRIBUTES}")
     for position, value in enumerate(values, start=1):
         entry = f"#{position} {config_json.describe(value)}"
         if not isinstance(value, str):

@@ -362,6 +362,13 @@ def test_special_attributes_must_be_tag_names(value, reason):
     assert reason in assert_clear(err.value, "special_attributes", "#1")
 
 
+def test_too_many_special_attributes():
+    with pytest.raises(exception.InvalidOption) as err:
+        flavors.parse_flavors([], known_tags=(), special_attributes=[
+            f"t{n}" for n in range(65)])
+    assert "more than 64" in assert_clear(err.value, "special_attributes")
+
+
 def test_special_attributes_not_a_list():
     with pytest.raises(exception.InvalidOption, match="expected a list"):
         flavors.parse_flavors([], known_tags=(), special_attributes="grp")

@@ -2,6 +2,7 @@
 
     tox -e bench                  # all of them
     tox -e bench -- scan tracker  # only bench_scan.py and bench_tracker.py
+    tox -e bench -- config        # bench_config.py: settings and regexes
 """
 
 import pathlib
