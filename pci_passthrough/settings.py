@@ -87,10 +87,10 @@ def load_settings(conf: cfg.ConfigOpts) -> HostSettings:
                             special_attributes=values["special_attributes"],
                             group=GROUP)
     return HostSettings(
-        sysfs_root=_absolute_path(values, "sysfs_root"),
+        sysfs_root=_path(values, "sysfs_root"),
         device_specs=specs,
         flavors=flavors,
-        state_path=_absolute_path(values, "state_path"),
+        state_path=_path(values, "state_path"),
         network_driver=_driver_name(values["network_driver"]),
         network_name_prefix=check_network_name_prefix(
             values["network_name_prefix"]),
@@ -187,13 +187,16 @@ def _invalid(option: str, value: object,
         reason=f"expected {expected}")
 
 
-def _absolute_path(values: Mapping[str, Any], option: str) -> str:
+def _path(values: Mapping[str, Any], option: str) -> str:
+    # Relative paths are allowed (demos and tests use them); an empty one,
+    # a NUL (open() raises ValueError on it) or a control character is
+    # not a path anyone meant.
     value = values[option]
-    if (not isinstance(value, str) or not os.path.isabs(value)
-            or len(value) > MAX_PATH_CHARS or not value.isprintable()):
+    if (not isinstance(value, str) or not 0 < len(value) <= MAX_PATH_CHARS
+            or not value.isprintable()):
         raise _invalid(option, value,
-                       f"an absolute path of printable characters, at "
-                       f"most {MAX_PATH_CHARS}")
+                       f"a path of 1 to {MAX_PATH_CHARS} printable "
+                       f"characters")
     return value
 
 
