@@ -20,9 +20,10 @@ NETWORK_NAME_SUFFIX_MAX = 36 + 1 + 4
 #: Longest prefix; with the suffix, far below LIBVIRT_NETWORK_NAME_MAX.
 NETWORK_NAME_PREFIX_MAX = 24
 # A letter or digit first: virsh would read a leading '-' as an option,
-# and a leading '.' hides the network's files.
+# and a leading '.' hides the network's files.  \Z, not $: oslo.config
+# searches with the regex, and $ also matches before a final newline.
 NETWORK_NAME_PREFIX_REGEX = (
-    rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NETWORK_NAME_PREFIX_MAX - 1}}}$")
+    rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NETWORK_NAME_PREFIX_MAX - 1}}}\Z")
 NETWORK_NAME_PREFIX_EXPECTED = (
     f"1 to {NETWORK_NAME_PREFIX_MAX} ASCII letters, digits, '_', '.' or "
     f"'-', starting with a letter or digit")

@@ -9,7 +9,7 @@ import uuid
 import libvirt
 import pytest
 from config_strategies import profile
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from oslo_config import cfg
 
@@ -220,6 +220,8 @@ def test_accepted_prefixes(prefix):
 
 @profile(300)
 @given(st.text(max_size=30))
+@example("pcipt-\n")
+@example("x\n\n")
 def test_any_prefix_is_accepted_only_if_oslo_and_settings_agree(value):
     try:
         settings.check_network_name_prefix(value)
