@@ -89,10 +89,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def shorten(text: str, limit: int = 80) -> str:
     """``text`` on one line, at most ``limit`` characters, with every
     character that is not printable escaped."""
-    text = " ".join(text.split())
-    text = "".join(ch if ch.isprintable() else
-                   ascii(ch)[1:-1] for ch in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    # Only the start is shown: never walk a huge text to show 80 chars.
+    head = text[: limit * 4]
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1]
+                    for ch in " ".join(head.split()))
+    if len(shown) > limit or len(head) < len(text):
+        return shown[: limit - 3] + "..."
+    return shown
 
 
 def describe(value: object) -> str:
