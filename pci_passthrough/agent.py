@@ -17,7 +17,7 @@ from typing import ParamSpec, TypeVar
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from pci_passthrough import devspec, exception, flavors, sysfs_scan
+from pci_passthrough import exception, sysfs_scan
 from pci_passthrough.claims import (
     Allocation,
     Explanation,
@@ -29,6 +29,7 @@ from pci_passthrough.ledger import Ledger
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 from pci_passthrough.network.names import network_name, parse_network_name
+from pci_passthrough.settings import load_settings
 from pci_passthrough.states import NETWORKED, Repair
 from pci_passthrough.tracker import HostTracker
 
@@ -80,18 +81,16 @@ class HostAgent:
 
     def __init__(self, conf: cfg.ConfigOpts,
                  network_driver: NetworkDriver | None = None) -> None:
-        group = conf.pci_passthrough
-        self._conf = conf
-        self._sysfs_root: str = group.sysfs_root
-        self._prefix: str = group.network_name_prefix
         # The whole configuration is validated here, before anything on the
         # host is touched: no partial configuration is ever used.
-        self._specs = devspec.parse_device_specs(group.device_spec)
-        self._flavors = flavors.parse_flavors(
-            group.flavor, known_tags=self._specs.tag_names,
-            special_attributes=group.special_attributes)
+        settings = load_settings(conf)
+        self._conf = conf
+        self._sysfs_root: str = settings.sysfs_root
+        self._prefix: str = settings.network_name_prefix
+        self._specs = settings.device_specs
+        self._flavors = settings.flavors
         self._driver = network_driver or load_network_driver(conf)
-        self._ledger = Ledger(group.state_path)
+        self._ledger = Ledger(settings.state_path)
         self._tracker = HostTracker(self._flavors, self._ledger)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
