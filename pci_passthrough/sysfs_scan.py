@@ -311,7 +311,8 @@ class _Scan:
         if entry is None:
             if not required:
                 return None
-            self.problem(path, f"missing{suffix}")
+            self.problem(path, f"missing; expected a file the kernel writes "
+                               f"for every SR-IOV PF{suffix}")
             return _BAD
         if not entry.is_file(follow_symlinks=False):
             self.problem(path, f"{_entry_kind(entry)}, expected a regular "
@@ -320,7 +321,8 @@ class _Scan:
         try:
             data = _read(path)
         except OSError as exc:
-            self.problem(path, f"cannot be read ({exc.strerror}){suffix}")
+            self.problem(path, f"cannot be read ({exc.strerror}); expected "
+                               f"a readable attribute{suffix}")
             return _BAD
         try:
             return parse(data)
@@ -405,8 +407,9 @@ class _Scan:
                 found: dict[str, bool] | None = {
                     e.name: e.is_dir(follow_symlinks=False) for e in it}
         except OSError as exc:
-            self.problem(path, f"cannot be listed ({exc.strerror}); the VFs "
-                               f"under it are not listed")
+            self.problem(path, f"cannot be listed ({exc.strerror}); expected "
+                               f"the directory of the VFs, which are not "
+                               f"listed")
             found = None
         self.listings[path] = found
         return found
@@ -462,7 +465,8 @@ class _Scan:
                 continue
             if not path.startswith(devices):
                 self.problem(link, f"resolves to {_printable(path)}, "
-                                   f"outside {devices}; not followed")
+                                   f"outside {devices}; expected a link "
+                                   f"into it; not followed")
                 continue
             if path.rpartition("/")[2] != name:
                 self.problem(link, f"resolves to {_printable(path)}; "
@@ -487,7 +491,8 @@ class _Scan:
             with os.scandir(path) as it:
                 entries = {e.name: e for e in it}
         except OSError as exc:
-            self.problem(path, f"cannot be listed ({exc.strerror})")
+            self.problem(path, f"cannot be listed ({exc.strerror}); expected "
+                               f"the PF's directory")
             return
         get = entries.get
         totalvfs = self.value(
@@ -531,8 +536,9 @@ class _Scan:
         if (isinstance(numvfs, int) and isinstance(totalvfs, int)
                 and numvfs > totalvfs):
             self.problem(path + "/sriov_numvfs",
-                         f"{numvfs} VFs enabled, more than sriov_totalvfs "
-                         f"{totalvfs}; {kept}, its sriov_numvfs unknown")
+                         f"{numvfs} VFs enabled; expected at most "
+                         f"sriov_totalvfs {totalvfs}; {kept}, its "
+                         f"sriov_numvfs unknown")
             numvfs = _BAD
         mac = state = port_name = switch_id = None
         if isinstance(netdev, str):
@@ -582,7 +588,8 @@ class _Scan:
                 listed = [(e.name, e.is_dir(follow_symlinks=False))
                           for e in it]
         except OSError as exc:
-            self.problem(net, f"cannot be listed ({exc.strerror})")
+            self.problem(net, f"cannot be listed ({exc.strerror}); expected "
+                              f"a directory of netdevs")
             return _BAD
         names = []
         trusted = True
@@ -672,6 +679,8 @@ class _Scan:
         vf_dirs = self.vf_dirs
         rows = pf.vfs
         readlink, lstat, regular = os.readlink, os.lstat, stat.S_ISREG
+        os_open, os_read, os_close = os.open, os.read, os.close
+        groups_len = len(groups_prefix)
         for index, name, entry in links:
             link = f"{path}/{name}"
             if not entry.is_symlink():
@@ -681,7 +690,8 @@ class _Scan:
             try:
                 text = readlink(link)
             except OSError as exc:
-                self.problem(link, f"cannot be read ({exc.strerror})")
+                self.problem(link, f"cannot be read ({exc.strerror}); "
+                                   f"expected a symbolic link ../<VF address>")
                 continue
             if computed:
                 assert isinstance(offset, int) and isinstance(stride, int)
@@ -689,7 +699,8 @@ class _Scan:
                 if vf_rid > _MAX_U16:
                     self.problem(link, f"VF {index} by sriov_offset {offset}"
                                        f" and sriov_stride {stride} is "
-                                       f"beyond bus ff")
+                                       f"beyond bus ff; expected VFs on "
+                                       f"buses up to ff")
                     continue
                 address = (f"{dom}:{vf_rid >> 8:02x}:{vf_rid >> 3 & 31:02x}"
                            f".{vf_rid & 7}")
@@ -717,49 +728,74 @@ class _Scan:
                 self.problem(vf_path, f"{name} of PF {pf.address} points "
                              f"here, but it is "
                              + ("not a directory" if is_dir is False
-                                else "missing (the VF vanished)"))
+                                else "missing (the VF vanished)")
+                             + "; expected the VF's directory")
                 continue
-            fails = len(self.errors)
+            # The hot path: what follows runs once per VF, inlined.
+            bad = False
             numa = None
             if has_numa:
                 file = vf_path + "/numa_node"
                 try:
                     mode = lstat(file).st_mode
                     if regular(mode):
-                        data = _read(file)
+                        fd = os_open(file, _O_READ)
+                        try:
+                            data = os_read(fd, _MAX_READ)
+                        finally:
+                            os_close(fd)
                         try:
                             numa = numa_values[data]
                         except KeyError:
-                            numa = self.numa(file, data)
+                            try:
+                                numa = _numa_node(data)
+                            except ValueError as exc:
+                                self.problem(file, f"read {_shown(data)}; "
+                                                   f"expected {exc}")
+                                bad = True
+                            else:
+                                numa_values[data] = numa
                     else:
                         self.problem(file, f"{_kind(mode)}, expected a "
                                            f"regular file; not opened")
+                        bad = True
                 except OSError as exc:
                     self.problem(file, f"cannot be read ({exc.strerror}); "
                                        f"expected as on its PF")
+                    bad = True
             driver = group = None
+            file = vf_path + "/driver"
             try:
-                driver = self.driver(vf_path + "/driver", drivers_prefix,
-                                     drivers)
-            except _Problem as problem:
-                self.problem(problem.path, problem.reason)
+                driver = drivers[readlink(file)]
+            except FileNotFoundError:
+                pass
+            except (KeyError, OSError):
+                try:
+                    driver = self.driver(file, drivers_prefix, drivers)
+                except _Problem as problem:
+                    self.problem(problem.path, problem.reason)
+                    bad = True
+            file = vf_path + "/iommu_group"
             try:
-                group = self.iommu_group(vf_path + "/iommu_group",
-                                         groups_prefix)
-            except _Problem as problem:
-                self.problem(problem.path, problem.reason)
-            if len(self.errors) == fails:
+                text = readlink(file)
+                number = text[groups_len:]
+                if (text.startswith(groups_prefix) and number.isdigit()
+                        and number.isascii() and len(number) < 10
+                        and (number[0] != "0" or number == "0")):
+                    group = int(number)
+                else:
+                    raise _Problem(file, "")
+            except FileNotFoundError:
+                pass
+            except (OSError, _Problem):
+                try:
+                    group = self.iommu_group(file, groups_prefix)
+                except _Problem as problem:
+                    self.problem(problem.path, problem.reason)
+                    bad = True
+            if not bad:
                 rows.append((address, numa, driver, group, index, link))
-                vf_dirs[f"{parent_rel}/{address}"] = address
-
-    def numa(self, path: str, data: bytes) -> int | None:
-        try:
-            value = _numa_node(data)
-        except ValueError as exc:
-            self.problem(path, f"read {_shown(data)}; expected {exc}")
-            return None
-        self.numa_values[data] = value
-        return value
+                vf_dirs[parent_rel + "/" + address] = address
 
     @staticmethod
     def misdirected(text: str, pf: str, address: str, index: int,
@@ -781,7 +817,7 @@ class _Scan:
         a netdev link makes unlistable."""
         netdevs: dict[str, str] = {}
         refused: set[str] = set()
-        if not self.vf_dirs:
+        if not self.pfs:
             return netdevs, refused
         net = self.base + "/class/net"
         try:
@@ -789,8 +825,9 @@ class _Scan:
         except FileNotFoundError:
             return netdevs, refused
         except OSError as exc:
-            self.problem(net, f"cannot be resolved ({exc.strerror}); VFs "
-                              f"are listed without netdevs")
+            self.problem(net, f"cannot be resolved ({exc.strerror}); "
+                              f"expected the directory of netdevs; VFs are "
+                              f"listed without netdevs")
             return netdevs, refused
         if real != net:
             self.problem(net, f"resolves to {_printable(real)}; expected a "
@@ -801,8 +838,9 @@ class _Scan:
             with os.scandir(net) as it:
                 entries = [(e.name, e) for e in it]
         except OSError as exc:
-            self.problem(net, f"cannot be listed ({exc.strerror}); VFs are "
-                              f"listed without netdevs")
+            self.problem(net, f"cannot be listed ({exc.strerror}); expected "
+                              f"the directory of netdevs; VFs are listed "
+                              f"without netdevs")
             return netdevs, refused
         skip = self.pf_netdevs
         vf_dirs = self.vf_dirs
@@ -818,7 +856,8 @@ class _Scan:
                 if exc.errno == errno.EINVAL:
                     self.problem(link, f"{_entry_kind(entry)}; {expected}")
                 elif exc.errno != errno.ENOENT:  # renamed or gone meanwhile
-                    self.problem(link, f"cannot be read ({exc.strerror})")
+                    self.problem(link, f"cannot be read ({exc.strerror}); "
+                                       f"{expected}")
                 continue
             head, sep, tail = text.rpartition("/net/")
             if (not sep or tail != name
@@ -850,6 +889,7 @@ class _Scan:
                 refused: set[str]) -> tuple[PciDevice, ...]:
         make = PciDevice._make
         pf_addresses = {pf.address for pf in self.pfs}
+        dropped = refused | self.duplicates
         out = []
         for pf in self.pfs:
             if pf.record is not None:
@@ -858,7 +898,7 @@ class _Scan:
                                            pf.class_code)
             parent, pf_netdev, listed = pf.address, pf.netdev, pf.vfs_listed
             for address, numa, driver, group, index, link in pf.vfs:
-                if address in refused or address in self.duplicates:
+                if address in dropped:
                     continue
                 if address in pf_addresses:
                     self.problem(link, f"points at {address}, a PF; "
@@ -875,13 +915,16 @@ class _Scan:
                         address, DEV_TYPE_VF, vendor, product, class_code,
                         numa, driver, group, netdev, None, None, None, None,
                         parent, index, pf_netdev, None, None)))
-        out.sort(key=_address_order)
+        # Canonical addresses of one length compare as text, and a record
+        # starts with its (unique) address; a longer domain is a larger.
+        if len({len(pf.address) for pf in self.pfs}) == 1:
+            out.sort()
+        else:
+            out.sort(key=_address_order)
         return tuple(out)
 
 
 def _address_order(dev: PciDevice) -> tuple[int, str]:
-    # Canonical addresses: a longer domain is a larger one, and equal
-    # lengths compare as text.
     return len(dev[0]), dev[0]
 
 

@@ -37,11 +37,13 @@ _recording: list[list[str]] = []
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
     # os.open raises "open", os.scandir and os.listdir their own events;
-    # lstat, readlink and realpath raise none.
-    if _recording and event in ("open", "os.scandir", "os.listdir"):
-        path = args[0]
-        if isinstance(path, (str, bytes)):
-            _recording[-1].append(os.fsdecode(path))
+    # lstat, readlink and realpath raise none.  Only the scanner's own
+    # calls count (not, say, logging reading a source file).
+    if (_recording and event in ("open", "os.scandir", "os.listdir")
+            and isinstance(args[0], (str, bytes))
+            and sys._getframe(1).f_globals.get("__name__")
+            == sysfs_scan.__name__):
+        _recording[-1].append(os.fsdecode(args[0]))
 
 
 sys.addaudithook(_audit)
@@ -231,7 +233,7 @@ def test_vf_directory_that_is_a_link_outside(tree, outside):
     issue = only_issue(result)
     assert issue.path == str(vf_dir)
     assert issue.reason == (f"virtfn1 of PF {PF} points here, but it is "
-                            f"not a directory")
+                            f"not a directory; expected the VF's directory")
     assert listed(result) == EVERYTHING - {VFS[1]}
 
 
@@ -508,7 +510,8 @@ def test_vf_beyond_the_last_bus(tmp_path):
     result = scan(tree.root)
     issue = only_issue(result)
     assert issue.reason == ("VF 0 by sriov_offset 300 and sriov_stride 1 "
-                            "is beyond bus ff")
+                            "is beyond bus ff; expected VFs on buses up to "
+                            "ff")
     assert listed(result) == {"0000:ff:00.0"}
 
 
