@@ -196,8 +196,12 @@ def corrupt(data: hst.DataObject, tree: st.BuiltTree,
              if p.is_symlink() or p.is_file()]
     anywhere = every_path(tree.root) + every_path(decoy)
     known = targets(tree)
-    chosen = data.draw(hst.lists(hst.sampled_from(paths), min_size=1,
-                                 max_size=3, unique=True), label="paths")
+    # Mostly what the scan reads, sometimes anything.
+    read = sorted(p for p in known if p in set(paths))
+    chosen = data.draw(hst.lists(
+        hst.one_of(hst.sampled_from(read), hst.sampled_from(read),
+                   hst.sampled_from(read), hst.sampled_from(paths)),
+        min_size=1, max_size=3, unique=True), label="paths")
     done = []
     for path in chosen:
         target = known.get(path)
@@ -238,8 +242,8 @@ def corrupt(data: hst.DataObject, tree: st.BuiltTree,
             done.append(Corruption(path, f"-> {text}"))
         else:
             how = data.draw(hst.sampled_from(
-                ["bytes", "bytes", "tricky", "fifo", "socket", "dir",
-                 "symlink"]), label=f"{path.name}: file")
+                ["bytes", "tricky", "tricky", "tricky", "fifo", "socket",
+                 "dir", "symlink"]), label=f"{path.name}: file")
             if how in ("fifo", "socket"):
                 st.make_special(path, how)
             elif how == "dir":
@@ -357,3 +361,75 @@ def test_scan_of_a_broken_tree_keeps_its_invariants(layout, data):
         for issue in result.errors:
             assert issue.path.isprintable() and issue.reason.isprintable()
             assert "expected" in issue.reason, issue
+
+
+# -- near misses: one value at a time, a few characters from valid ----------
+
+NEAR = [" ", "+", "-", "_", "\t", "\x00", "\u0663", "\uff11", "0", "x",
+        "\n", "f", "F", ":", "."]
+
+
+@hst.composite
+def near_miss(draw: hst.DrawFn, valid: bytes) -> bytes:
+    """``valid`` with one to three characters inserted, replaced or
+    deleted: the forms int() and lenient parsers accept."""
+    text = valid.decode()
+    for _ in range(draw(hst.integers(1, 3))):
+        at = draw(hst.integers(0, len(text)))
+        how = draw(hst.sampled_from(["insert", "replace", "delete"]))
+        char = draw(hst.sampled_from(NEAR))
+        if how == "insert" or at == len(text):
+            text = text[:at] + char + text[at:]
+        elif how == "replace":
+            text = text[:at] + char + text[at + 1:]
+        else:
+            text = text[:at] + text[at + 1:]
+    return text.encode()
+
+
+class _OneTree:
+    """One tree for every example: each example breaks one file and puts
+    it back."""
+
+    tree: st.BuiltTree | None = None
+    pristine: ScanResult | None = None
+    files: list[Target] = []
+
+
+@pytest.fixture(scope="module")
+def one_tree(tmp_path_factory: pytest.TempPathFactory) -> type[_OneTree]:
+    tree = st.build_tree(tmp_path_factory.mktemp("near") / "sys",
+                         LAYOUTS[0])
+    _OneTree.tree = tree
+    _OneTree.pristine = sysfs_scan.scan(tree.root)
+    _OneTree.files = sorted(
+        (t for t in targets(tree).values() if t.kind in VALID),
+        key=lambda t: str(t.path))
+    return _OneTree
+
+
+@settings(max_examples=EXAMPLES * 3, deadline=None, derandomize=True,
+          database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hst.data())
+def test_values_a_few_characters_from_valid_are_refused(one_tree, data):
+    assert one_tree.tree is not None and one_tree.pristine is not None
+    target = data.draw(hst.sampled_from(one_tree.files), label="file")
+    valid = target.path.read_bytes()
+    garbage = data.draw(near_miss(valid), label="garbage")
+    if VALID[target.kind](garbage):
+        return  # a value the kernel could write: not a corruption
+    target.path.write_bytes(garbage)
+    try:
+        result, _ = scan_watched(one_tree.tree.root)
+    finally:
+        target.path.write_bytes(valid)
+    assert str(target.path) in {e.path for e in result.errors}, (
+        garbage, result.errors)
+    before = one_tree.pristine.by_address()
+    for dev in result.devices:
+        old = before[dev.address]
+        for field in dev._fields:
+            if getattr(dev, field) != getattr(old, field):
+                assert field in NULLABLE and getattr(dev, field) is None, (
+                    field, garbage)
