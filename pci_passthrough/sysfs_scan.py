@@ -229,6 +229,13 @@ def _entry_kind(entry: os.DirEntry[str]) -> str:
         return f"gone ({exc.strerror})"
 
 
+def _path_kind(path: str) -> str:
+    try:
+        return _kind(os.lstat(path).st_mode)
+    except OSError as exc:
+        return f"gone ({exc.strerror})"
+
+
 def _read(path: str) -> bytes:
     """One bounded read of a file already known to be a regular file."""
     fd = os.open(path, _O_READ)
@@ -287,8 +294,9 @@ class _Scan:
         # VF addresses found through virtfn links, and the link to each.
         self.vf_links: dict[str, str] = {}
         self.duplicates: set[str] = set()
-        # Root-relative directory of each VF -> its address.
-        self.vf_dirs: dict[str, str] = {}
+        # VF address -> its root-relative parent directory (one string
+        # shared by the VFs of a PF).
+        self.vf_parents: dict[str, str] = {}
         self.pf_netdevs: set[str] = set()
         # Parent directory -> {entry name: is a real directory}.
         self.listings: dict[str, dict[str, bool] | None] = {}
@@ -432,27 +440,28 @@ class _Scan:
                        f"not a link")
         try:
             with os.scandir(bus) as it:
-                entries = [(e.name, e) for e in it]
+                links = {e.name: e.is_symlink() for e in it}
         except OSError as exc:
             raise exception.SysfsRootError(
                 path=self.root,
                 reason=f"{bus} cannot be listed ({exc.strerror}); expected "
                        f"a sysfs tree with bus/pci/devices") from exc
-        named = []
-        for name, entry in entries:
-            if _ADDRESS.match(name):
-                named.append((address_sort_key(name), name, entry))
-            else:
-                self.problem(f"{bus}/{name}",
-                             f"unexpected entry; expected {_ADDRESS_EXPECTED}")
-        named.sort()
+        # Address order: canonical addresses of one length sort as text, a
+        # longer domain is a larger one (two sorts in C, no key parsing).
+        names = sorted(links)
+        names.sort(key=len)
         devices = self.base + "/devices/"
-        for _, name, entry in named:
-            if name in self.vf_links:
+        vf_links = self.vf_links
+        for name in names:
+            if name in vf_links:
                 continue  # a VF, found through its PF
             link = f"{bus}/{name}"
-            if not entry.is_symlink():
-                self.problem(link, f"{_entry_kind(entry)}; expected a "
+            if not _ADDRESS.match(name):
+                self.problem(link, f"unexpected entry; expected "
+                                   f"{_ADDRESS_EXPECTED}")
+                continue
+            if not links[name]:
+                self.problem(link, f"{_path_kind(link)}; expected a "
                                    f"symbolic link to the device's "
                                    f"directory under {devices}")
                 continue
@@ -658,12 +667,14 @@ class _Scan:
                          + unlisted)
             stride = _BAD
         computed = isinstance(offset, int) and isinstance(stride, int)
+        offset_n = offset if isinstance(offset, int) else 0
+        stride_n = stride if isinstance(stride, int) else 0
         pf.vfs_listed = (pf.listed and computed
                          and isinstance(vf_product, str))
         if isinstance(vf_product, str):
             pf.vf_product = vf_product
         _domain, bus, slot, func = address_sort_key(pf.address)
-        rid = bus << 8 | slot << 3 | func
+        first = (bus << 8 | slot << 3 | func) + offset_n
         dom = pf.address[:pf.address.index(":")]
         parent, _, _ = path.rpartition("/")
         parent_rel = rel.rpartition("/")[0]
@@ -676,7 +687,7 @@ class _Scan:
         groups_prefix = up + "kernel/iommu_groups/"
         numa_values = self.numa_values
         vf_links = self.vf_links
-        vf_dirs = self.vf_dirs
+        vf_parents = self.vf_parents
         rows = pf.vfs
         readlink, lstat, regular = os.readlink, os.lstat, stat.S_ISREG
         os_open, os_read, os_close = os.open, os.read, os.close
@@ -694,11 +705,11 @@ class _Scan:
                                    f"expected a symbolic link ../<VF address>")
                 continue
             if computed:
-                assert isinstance(offset, int) and isinstance(stride, int)
-                vf_rid = rid + offset + stride * index
+                vf_rid = first + stride_n * index
                 if vf_rid > _MAX_U16:
-                    self.problem(link, f"VF {index} by sriov_offset {offset}"
-                                       f" and sriov_stride {stride} is "
+                    self.problem(link, f"VF {index} by sriov_offset "
+                                       f"{offset_n} and sriov_stride "
+                                       f"{stride_n} is "
                                        f"beyond bus ff; expected VFs on "
                                        f"buses up to ff")
                     continue
@@ -706,7 +717,8 @@ class _Scan:
                            f".{vf_rid & 7}")
                 if text != "../" + address:
                     self.problem(link, self.misdirected(
-                        text, pf.address, address, index, offset, stride))
+                        text, pf.address, address, index, offset_n,
+                        stride_n))
                     continue
             else:
                 # The VFs will not be listed, but their own problems are.
@@ -795,7 +807,7 @@ class _Scan:
                     bad = True
             if not bad:
                 rows.append((address, numa, driver, group, index, link))
-                vf_dirs[parent_rel + "/" + address] = address
+                vf_parents[address] = parent_rel
 
     @staticmethod
     def misdirected(text: str, pf: str, address: str, index: int,
@@ -836,40 +848,43 @@ class _Scan:
             return netdevs, refused
         try:
             with os.scandir(net) as it:
-                entries = [(e.name, e) for e in it]
+                names = [e.name for e in it]
         except OSError as exc:
             self.problem(net, f"cannot be listed ({exc.strerror}); expected "
                               f"the directory of netdevs; VFs are listed "
                               f"without netdevs")
             return netdevs, refused
         skip = self.pf_netdevs
-        vf_dirs = self.vf_dirs
+        vf_parents = self.vf_parents
         readlink = os.readlink
-        for name, entry in entries:
+        for name in names:
             if name in skip:
                 continue
             link = f"{net}/{name}"
-            expected = f"expected ../../devices/<device>/net/{name}"
             try:
                 text = readlink(link)
             except OSError as exc:
+                expected = f"expected ../../devices/<device>/net/{name}"
                 if exc.errno == errno.EINVAL:
-                    self.problem(link, f"{_entry_kind(entry)}; {expected}")
+                    self.problem(link, f"{_path_kind(link)}; {expected}")
                 elif exc.errno != errno.ENOENT:  # renamed or gone meanwhile
                     self.problem(link, f"cannot be read ({exc.strerror}); "
                                        f"{expected}")
                 continue
             head, sep, tail = text.rpartition("/net/")
+            expected = "expected ../../devices/<device>/net/"
             if (not sep or tail != name
                     or not head.startswith("../../devices/")):
-                self.problem(link, f"-> {text!r}; {expected}; not followed")
+                self.problem(link, f"-> {text!r}; {expected}{name}; not "
+                                   f"followed")
                 continue
             device = head[6:]
-            address = vf_dirs.get(device)
-            if address is None:
+            parent, _, address = device.rpartition("/")
+            if vf_parents.get(address) != parent:
                 if "/." in device or "//" in device:
-                    self.problem(link, f"-> {text!r}; {expected} without "
-                                       f"'.' or '..' after the leading ../")
+                    self.problem(link, f"-> {text!r}; {expected}{name} "
+                                       f"without '.' or '..' after the "
+                                       f"leading ../")
                 continue  # not a VF of this scan: a virtual or other device
             if not is_valid_netdev_name(name):
                 self.problem(link, f"invalid netdev name "
