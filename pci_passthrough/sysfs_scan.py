@@ -63,6 +63,7 @@ from typing import TypeVar
 from oslo_log import log as logging
 
 from pci_passthrough import exception
+from pci_passthrough import sysfs_values as values
 from pci_passthrough.device import (
     DEV_TYPE_PF,
     DEV_TYPE_VF,
@@ -83,126 +84,12 @@ T = TypeVar("T")
 _MAX_READ = 128
 _O_READ = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
            | os.O_CLOEXEC)
-# MAX_NUMNODES is at most 1 << CONFIG_NODES_SHIFT, and NODES_SHIFT at
-# most 10 on every architecture.
-_MAX_NUMA = 1024
-_MAX_U16 = 0xFFFF
-
-# Device directories as the kernel names them: "%04x:%02x:%02x.%d".
-_ADDRESS = re.compile(
-    r"(?:[0-9a-f]{4}|[1-9a-f][0-9a-f]{4,7}):[0-9a-f]{2}:[01][0-9a-f]"
-    r"\.[0-7]\Z")
-_ADDRESS_EXPECTED = "a PCI address dddd:bb:ss.f as the kernel names devices"
-_DECIMAL = re.compile(rb"(0|[1-9][0-9]{0,9})\n?\Z")
-_HEX4 = re.compile(rb"(?:0[xX])?([0-9a-fA-F]{4})\n?\Z")
-_HEX6 = re.compile(rb"(?:0[xX])?([0-9a-fA-F]{6})\n?\Z")
-_HEX_SHORT = re.compile(rb"(?:0[xX])?([0-9a-fA-F]{1,4})\n?\Z")
-_MAC = re.compile(rb"([0-9a-fA-F]{2})(?::[0-9a-fA-F]{2}){5}\n?\Z")
-_PORT_NAME = re.compile(rb"([!-~]{1,15})\n?\Z")
-_SWITCH_ID = re.compile(rb"((?:[0-9a-f]{2}){1,32})\n?\Z")
-_OPERSTATES = {s: s.decode() for s in (
-    b"unknown", b"notpresent", b"down", b"lowerlayerdown", b"testing",
-    b"dormant", b"up")}
 _DRIVER = re.compile(r"[!-.0-~]{1,64}\Z")
 # Representor netdevs of a switchdev PF: pf0vf3, pf0, c1pf0vf3, pf0sf8.
 _REPRESENTOR = re.compile(r"(c\d+)?pf\d+(vf\d+|sf\d+)?\Z", re.ASCII)
 _UPLINK = re.compile(r"p\d+\Z", re.ASCII)
 
 _BAD = object()
-
-
-# -- values, in the formats the kernel writes ------------------------------
-
-def _decimal(data: bytes, maximum: int, expected: str) -> int:
-    match = _DECIMAL.match(data)
-    if match is None or int(match[1]) > maximum:
-        raise ValueError(expected)
-    return int(match[1])
-
-
-def _numa_node(data: bytes) -> int | None:
-    if data in (b"-1\n", b"-1"):
-        return None
-    return _decimal(data, _MAX_NUMA - 1,
-                    f"-1 or a NUMA node 0-{_MAX_NUMA - 1} in decimal "
-                    f"('%d\\n')")
-
-
-def _count(data: bytes) -> int:
-    return _decimal(data, _MAX_U16, "a decimal count 0-65535 ('%u\\n')")
-
-
-def _vendor_id(data: bytes) -> str:
-    match = _HEX4.match(data)
-    if match is None or match[1] in (b"ffff", b"FFFF"):
-        raise ValueError("a 16-bit hex vendor id other than ffff, such as "
-                         "0x8086")
-    return sys.intern(match[1].decode().lower())
-
-
-def _device_id(data: bytes) -> str:
-    match = _HEX4.match(data)
-    if match is None:
-        raise ValueError("a 16-bit hex device id such as 0x10fb")
-    return sys.intern(match[1].decode().lower())
-
-
-def _class_code(data: bytes) -> str:
-    match = _HEX6.match(data)
-    if match is None:
-        raise ValueError("a 24-bit hex class code such as 0x020000")
-    return sys.intern(match[1].decode().lower())
-
-
-def _vf_device_id(data: bytes) -> str:
-    match = _HEX_SHORT.match(data)
-    if match is None:
-        raise ValueError("a 16-bit hex device id such as 10ed ('%x\\n')")
-    return sys.intern(f"{int(match[1], 16):04x}")
-
-
-def _mac(data: bytes) -> str:
-    match = _MAC.match(data)
-    if match is None:
-        raise ValueError("a 6-octet Ethernet MAC address such as "
-                         "52:54:00:12:34:56")
-    if int(match[1], 16) & 1:
-        raise ValueError("a unicast MAC address (this one has the "
-                         "multicast bit set)")
-    text = data[:17].decode().lower()
-    if text == "00:00:00:00:00:00":
-        raise ValueError("a unicast MAC address, not all zeros")
-    return text
-
-
-def _operstate(data: bytes) -> str:
-    state = _OPERSTATES.get(data.removesuffix(b"\n"))
-    if state is None:
-        raise ValueError("one of " + ", ".join(_OPERSTATES.values()))
-    return state
-
-
-def _port_name(data: bytes) -> str:
-    match = _PORT_NAME.match(data)
-    if match is None:
-        raise ValueError("1 to 15 printable ASCII characters")
-    return sys.intern(match[1].decode())
-
-
-def _switch_id(data: bytes) -> str:
-    match = _SWITCH_ID.match(data)
-    if match is None:
-        raise ValueError("an even number (up to 64) of lower-case hex "
-                         "digits")
-    return sys.intern(match[1].decode())
-
-
-def _index(text: str) -> int | None:
-    """A canonical decimal (virtfnN, iommu group), or None."""
-    if (not text or len(text) > 10 or not text.isascii()
-            or not text.isdigit() or (text[0] == "0" and text != "0")):
-        return None
-    return int(text)
 
 
 def _shown(data: bytes) -> str:
@@ -412,8 +299,8 @@ class _Scan:
         text = self.link_text(path, prefix + "<group number>")
         if text is None:
             return None
-        group = (_index(text[len(prefix):]) if text.startswith(prefix)
-                 else None)
+        group = (values.canonical_index(text[len(prefix):])
+                 if text.startswith(prefix) else None)
         if group is None or group > 0x7FFFFFFF:
             raise _Problem(path, f"-> {text!r}; expected {prefix}<group "
                                  f"number>, the number 0-2147483647 in "
@@ -471,9 +358,9 @@ class _Scan:
             if name in vf_links:
                 continue  # a VF, found through its PF
             link = f"{bus}/{name}"
-            if not _ADDRESS.match(name):
+            if not values.ADDRESS.match(name):
                 self.problem(link, f"unexpected entry; expected "
-                                   f"{_ADDRESS_EXPECTED}")
+                                   f"{values.ADDRESS_EXPECTED}")
                 continue
             if not links[name]:
                 self.problem(link, f"{_path_kind(link)}; expected a "
@@ -520,20 +407,20 @@ class _Scan:
             return
         get = entries.get
         totalvfs = self.value(
-            path + "/sriov_totalvfs", get("sriov_totalvfs"), _count, True,
-            "the PF is kept, its sriov_totalvfs unknown")
+            path + "/sriov_totalvfs", get("sriov_totalvfs"), values.count,
+            True, "the PF is kept, its sriov_totalvfs unknown")
         if totalvfs == 0:
             return  # SR-IOV capable in name only: not listed
         pf = _Pf(address)
         self.pfs.append(pf)
-        vendor = self.value(path + "/vendor", get("vendor"), _vendor_id,
+        vendor = self.value(path + "/vendor", get("vendor"), values.vendor_id,
                             True)
-        product = self.value(path + "/device", get("device"), _device_id,
-                             True)
-        class_code = self.value(path + "/class", get("class"), _class_code,
-                                True)
-        numa = self.value(path + "/numa_node", get("numa_node"), _numa_node,
-                          False)
+        product = self.value(path + "/device", get("device"),
+                             values.device_id, True)
+        class_code = self.value(path + "/class", get("class"),
+                                values.class_code, True)
+        numa = self.value(path + "/numa_node", get("numa_node"),
+                          values.numa_node, False)
         rel = path[len(self.base) + 1:]
         up = "../" * (rel.count("/") + 1)
         drivers: dict[str, str] = {}
@@ -556,7 +443,8 @@ class _Scan:
             vendor, product, class_code, numa))
         kept = "the PF is kept"
         numvfs = self.value(path + "/sriov_numvfs", get("sriov_numvfs"),
-                            _count, True, kept + ", its sriov_numvfs unknown")
+                            values.count, True,
+                            kept + ", its sriov_numvfs unknown")
         if (isinstance(numvfs, int) and isinstance(totalvfs, int)
                 and numvfs > totalvfs):
             self.problem(path + "/sriov_numvfs",
@@ -568,13 +456,13 @@ class _Scan:
         if isinstance(netdev, str):
             net = f"{path}/net/{netdev}/"
             consequence = kept + ", this attribute unknown"
-            mac = self.optional_value(net + "address", _mac, consequence)
-            state = self.optional_value(net + "operstate", _operstate,
+            mac = self.optional_value(net + "address", values.mac, consequence)
+            state = self.optional_value(net + "operstate", values.operstate,
                                         consequence)
             port_name = self.optional_value(net + "phys_port_name",
-                                            _port_name, consequence)
+                                            values.port_name, consequence)
             switch_id = self.optional_value(net + "phys_switch_id",
-                                            _switch_id, consequence)
+                                            values.switch_id, consequence)
         if pf.listed:
             assert isinstance(vendor, str) and isinstance(product, str)
             assert isinstance(class_code, str)
@@ -637,7 +525,7 @@ class _Scan:
         uplinks, others = [], []
         for name in names:
             port = self.optional_value(
-                f"{net}/{name}/phys_port_name", _port_name,
+                f"{net}/{name}/phys_port_name", values.port_name,
                 "taken as unknown when choosing the PF's netdev")
             if port is not None and _UPLINK.match(port):
                 uplinks.append(name)
@@ -653,8 +541,8 @@ class _Scan:
         links = []
         for name, entry in entries.items():
             if name.startswith("virtfn"):
-                index = _index(name[6:])
-                if index is None or index > _MAX_U16:
+                index = values.canonical_index(name[6:])
+                if index is None or index > values.MAX_U16:
                     self.problem(f"{path}/{name}", "unexpected entry; "
                                  "expected virtfn<N>, N a VF index 0-65535")
                 else:
@@ -665,12 +553,12 @@ class _Scan:
         get = entries.get
         unlisted = "its VFs are not listed"
         vf_product = self.value(path + "/sriov_vf_device",
-                                get("sriov_vf_device"), _vf_device_id, True,
-                                unlisted)
+                                get("sriov_vf_device"),
+                                values.vf_device_id, True, unlisted)
         offset = self.value(path + "/sriov_offset", get("sriov_offset"),
-                            _count, True, unlisted)
+                            values.count, True, unlisted)
         stride = self.value(path + "/sriov_stride", get("sriov_stride"),
-                            _count, True, unlisted)
+                            values.count, True, unlisted)
         if offset == 0:
             self.problem(path + "/sriov_offset", "0: the first VF would be "
                          "the PF itself; expected an offset of 1 or more; "
@@ -721,7 +609,7 @@ class _Scan:
                 continue
             if computed:
                 vf_rid = first + stride_n * index
-                if vf_rid > _MAX_U16:
+                if vf_rid > values.MAX_U16:
                     self.problem(link, f"VF {index} by sriov_offset "
                                        f"{offset_n} and sriov_stride "
                                        f"{stride_n} is "
@@ -738,7 +626,8 @@ class _Scan:
             else:
                 # The VFs will not be listed, but their own problems are.
                 address = text[3:]
-                if not (text.startswith("../") and _ADDRESS.match(address)):
+                if not (text.startswith("../")
+                        and values.ADDRESS.match(address)):
                     self.problem(link, f"-> {text!r}; expected ../<VF "
                                        f"address>; not followed")
                     continue
@@ -775,7 +664,7 @@ class _Scan:
                             numa = numa_values[data]
                         except KeyError:
                             try:
-                                numa = _numa_node(data)
+                                numa = values.numa_node(data)
                             except ValueError as exc:
                                 self.problem(file, f"read {_shown(data)}; "
                                                    f"expected {exc}")
@@ -829,7 +718,7 @@ class _Scan:
                     offset: int, stride: int) -> str:
         if text == "../" + pf:
             what = " (the PF itself)"
-        elif text.startswith("../") and _ADDRESS.match(text[3:]):
+        elif text.startswith("../") and values.ADDRESS.match(text[3:]):
             what = " (another device)"
         else:
             what = ""
