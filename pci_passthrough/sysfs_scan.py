@@ -850,7 +850,13 @@ def _address_order(dev: PciDevice) -> tuple[int, str]:
 def scan(sysfs_root: str | os.PathLike[str]) -> ScanResult:
     """Scan ``sysfs_root`` for SR-IOV PFs and VFs.
 
-    :raises SysfsRootError: the root or its bus/pci/devices cannot be read.
+    Never blocks and never reads outside the root.  The result lists the
+    well-formed devices, sorted by address, and one ScanIssue per problem
+    found (the path, what was wrong and what was expected); a device with
+    a problem is not listed unless the issue says it is kept.
+
+    :raises SysfsRootError: the root or its bus/pci/devices cannot be read,
+        or bus/pci/devices is a link.
     """
     root = os.path.realpath(os.fspath(sysfs_root))
     if not os.path.isdir(root):
