@@ -660,3 +660,24 @@ def test_every_issue_is_printable_and_names_what_was_expected(tree):
         assert "expected" in issue.reason
         (issue.path + issue.reason).encode("utf-8")
 
+
+
+def test_class_net_that_is_a_fifo(tree):
+    class_net = tree.root / "class" / "net"
+    shutil.rmtree(class_net)
+    st.make_special(class_net, "fifo")
+    result = scan(tree.root)
+    issue = only_issue(result)
+    assert issue.path == str(class_net)
+    assert issue.reason.startswith("cannot be listed (Not a directory); "
+                                   "expected the directory of netdevs")
+    assert listed(result) == EVERYTHING
+
+
+def test_bus_directory_that_is_a_fifo(tree):
+    bus = tree.root / "bus" / "pci" / "devices"
+    shutil.rmtree(bus)
+    st.make_special(bus, "fifo")
+    with pytest.raises(exception.SysfsRootError,
+                       match=r"cannot be listed \(Not a directory\)"):
+        scan(tree.root)
