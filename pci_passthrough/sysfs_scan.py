@@ -22,8 +22,8 @@ sysfs is read as hostile input:
   ../(up to the root)/bus/pci/drivers/<name>, ...) and is never followed;
   a directory is entered only when its entry says it is a real directory;
 - values are parsed in the formats the kernel writes them
-  (Documentation/ABI/testing/sysfs-bus-pci): ASCII digits, no sign, no
-  blanks, no '_', no leading zeros, in range;
+  (pci_passthrough.sysfs_values): ASCII digits, no sign, no blanks, no
+  '_', no leading zeros, in range;
 - a VF is listed only when its virtfnN link points at the address the
   kernel computes from the PF's sriov_offset and sriov_stride, no other
   link reaches it, and its PF is listed.
