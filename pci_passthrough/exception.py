@@ -118,3 +118,24 @@ class HostSetupError(PciPassthroughError):
 class MigrationRefused(PciPassthroughError):
     msg_fmt = ("This host cannot receive instance %(instance)s: "
                "%(reason)s. Nothing was claimed or defined here.")
+
+
+# --- placement -----------------------------------------------------------
+
+class PlacementRequestError(PciPassthroughError):
+    msg_fmt = ("PCI flavor %(flavor)s cannot be asked of Placement: "
+               "%(reason)s.")
+
+
+class PlacementUnavailable(PciPassthroughError):
+    msg_fmt = "Placement at %(url)s is unavailable: %(reason)s."
+
+
+class PlacementRequestFailed(PciPassthroughError):
+    msg_fmt = ("Placement refused %(method)s %(path)s: HTTP %(status)s "
+               "%(detail)s")
+
+
+class PlacementConflict(PciPassthroughError):
+    msg_fmt = ("Placement kept answering 409 to %(method)s %(path)s after "
+               "%(attempts)s attempts: %(detail)s")
