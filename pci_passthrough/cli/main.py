@@ -20,7 +20,7 @@ from pci_passthrough import exception, opts
 LOG = logging.getLogger(__name__)
 
 # The modules of pci_passthrough.cli that contribute subcommands.
-COMMAND_MODULES = ("scan", "claims", "demo")
+COMMAND_MODULES = ("scan", "claims", "demo", "placement")
 
 
 def _add_command_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

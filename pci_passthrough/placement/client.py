@@ -67,6 +67,12 @@ class PlacementClient:
         try:
             auth = ks_loading.load_auth_from_conf_options(
                 conf, PLACEMENT_GROUP)
+            if auth is None:
+                raise exception.PlacementUnavailable(
+                    url="[placement]",
+                    reason="no auth_type is set in the [placement] "
+                           "options; set it (password, or admin_token with "
+                           "endpoint and token) as for nova-compute")
             session = ks_loading.load_session_from_conf_options(
                 conf, PLACEMENT_GROUP, auth=auth)
             adapter = ks_loading.load_adapter_from_conf_options(

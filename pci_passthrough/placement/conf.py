@@ -86,3 +86,11 @@ def list_placement_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
                 options.append(opt)
     options += [o for o in _adapter_opts() if o.dest not in seen]
     return [(_placement_group(), options)]
+
+
+def invalid_nodename(value: str, reason: str) -> Exception:
+    from pci_passthrough import exception
+
+    return exception.ConfigError(group="pci_passthrough",
+                                 option="nodename", entry=repr(value),
+                                 reason=reason)

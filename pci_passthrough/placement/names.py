@@ -24,7 +24,7 @@ import os_traits
 MAX_NAME = 255
 #: Placement's limit on resource provider names.
 MAX_PROVIDER_NAME = 200
-_CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]+\Z")
+_CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]*[A-Z0-9][A-Z0-9_]*\Z")
 _STANDARD_TRAITS = frozenset(os_traits.get_traits())
 _STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
 
@@ -49,7 +49,8 @@ def _check(name: str, what: str, source: str) -> str:
         raise ValueError(
             f"{what} {source!r} gives the Placement name {name!r}, which "
             f"is not valid: expected CUSTOM_ followed by 1 to "
-            f"{MAX_NAME - 7} characters A-Z, 0-9 or _")
+            f"{MAX_NAME - 7} characters A-Z, 0-9 or _, at least one a "
+            f"letter or digit")
     return name
 
 
