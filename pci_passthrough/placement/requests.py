@@ -117,13 +117,14 @@ def spec_classes(spec: FlavorSpec, known: Iterable[str]) -> list[str]:
 
 
 def flavor_groups(specs: Sequence[FlavorSpec], special: Collection[str],
-                  catalog: Catalog) -> list[RequestGroup]:
+                  catalog: Catalog, *, prune: bool = True
+                  ) -> list[RequestGroup]:
     """The request groups one device of the flavor may be taken by.
 
     :param catalog: the (class, traits) pairs of every provider that may
         be asked (one host's tree, or a fleet's): a class comes from here
-        unless the flavor names one, and a group no provider of the
-        catalog serves is left out.
+        unless the flavor names one, and (with ``prune``) a group no
+        provider of the catalog serves is left out.
     """
     classes = {rc for rc, _ in catalog}
     groups: list[RequestGroup] = []
@@ -134,8 +135,10 @@ def flavor_groups(specs: Sequence[FlavorSpec], special: Collection[str],
         required, forbidden = traits
         for rc in spec_classes(spec, classes):
             group = RequestGroup(rc, required, forbidden)
-            if any(group.served_by(c, t) for c, t in catalog) and \
-                    group not in groups:
+            if prune and not any(group.served_by(c, t)
+                                 for c, t in catalog):
+                continue
+            if group not in groups:
                 groups.append(group)
     return merge_groups(groups)
 
@@ -208,16 +211,18 @@ def group_queries(parts: Sequence[tuple[Sequence[RequestGroup], int]]
 
 
 def request_queries(flavors: FlavorSet, name: str, count: int,
-                    catalog: Catalog) -> list[str]:
+                    catalog: Catalog, *, prune: bool = True) -> list[str]:
     """The queries for ``count`` devices of flavor ``name``; the flavor's
     candidates are the union of their answers (none: no provider of the
-    catalog can serve it).
+    catalog can serve it).  Without ``prune``, a query for every class
+    of the catalog, for Placement alone to decide.
 
     :raises UnknownFlavor, PlacementRequestError:
     """
     specs = flavors.get(name)
     try:
-        groups = flavor_groups(specs, flavors.special_attributes, catalog)
+        groups = flavor_groups(specs, flavors.special_attributes, catalog,
+                               prune=prune)
         return group_queries([(groups, count)])
     except exception.PlacementRequestError as exc:
         if exc.kwargs.get("flavor") == "-":
