@@ -83,6 +83,11 @@ class Reporter:
                  max_attempts: int = MAX_ATTEMPTS) -> None:
         self.client = client
         self.max_attempts = max_attempts
+        # Names known to exist: Placement never deletes a custom trait or
+        # class in use, so a periodic sync need not list them again (as
+        # nova's report client caches the traits it ensured).
+        self._traits: set[str] = set()
+        self._classes: set[str] = set()
 
     # -- the whole sync ----------------------------------------------------
 
@@ -136,7 +141,7 @@ class Reporter:
     def ensure_classes(self, wanted: Collection[str],
                        report: SyncReport) -> None:
         custom = {c for c in wanted if c.startswith("CUSTOM_")}
-        if not custom:
+        if custom <= self._classes:
             return
         have = {rc["name"] for rc in self.client.get(
             "/resource_classes").body["resource_classes"]}
@@ -145,11 +150,12 @@ class Reporter:
                             expect=(201, 204))
             report.created_classes.append(name)
             report.writes += 1
+        self._classes |= have | custom
 
     def ensure_traits(self, wanted: Collection[str],
                       report: SyncReport) -> None:
         custom = {t for t in wanted if t.startswith("CUSTOM_")}
-        if not custom:
+        if custom <= self._traits:
             return
         have = set(self.client.get(
             "/traits?name=startswith:CUSTOM_").body["traits"])
@@ -157,6 +163,7 @@ class Reporter:
             self.client.put(f"/traits/{name}", None, expect=(201, 204))
             report.created_traits.append(name)
             report.writes += 1
+        self._traits |= have | custom
 
     def our_providers(self, root: str) -> dict[str, dict[str, Any]]:
         """The providers of the root's tree this library reported."""
