@@ -105,12 +105,15 @@ class Reporter:
         report.root_uuid = root
         self.ensure_classes({*tree.resource_classes, *classes}, report)
         self.ensure_traits({*tree.traits, *traits}, report)
-        existing = self.our_providers(root)
+        ours = self.our_providers(root)
+        # By name among the whole tree: a provider created by a sync that
+        # died before it set the owner trait is found and completed.
+        in_tree = self.tree_providers(root)
         uuids: dict[str, str] = {}
         for provider in tree.providers:
             uuids[provider.name] = self._sync_provider(
-                provider, root, existing.get(provider.name), report)
-        for name, info in sorted(existing.items()):
+                provider, root, in_tree.get(provider.name), report)
+        for name, info in sorted(ours.items()):
             if name not in uuids:
                 self._retire(name, info["uuid"], report)
         self.heal(tree, records, uuids, report)
@@ -164,6 +167,12 @@ class Reporter:
             report.created_traits.append(name)
             report.writes += 1
         self._traits |= have | custom
+
+    def tree_providers(self, root: str) -> dict[str, dict[str, Any]]:
+        """Every provider of the root's tree, by name."""
+        body = self.client.get(f"/resource_providers?in_tree={root}").body
+        return {p["name"]: p for p in body["resource_providers"]
+                if p["uuid"] != root}
 
     def our_providers(self, root: str) -> dict[str, dict[str, Any]]:
         """The providers of the root's tree this library reported."""
@@ -288,7 +297,10 @@ class Reporter:
                 f"/resource_providers/{uuid}/allocations").body
             seen |= set(allocs["allocations"])
         report.unknown_consumers = sorted(seen - known)
-        for consumer in sorted(units):
+        # An instance whose device vanished still holds it: its units
+        # are not lowered to what the tree can still see.
+        partial = {r.instance_uuid for r in unmapped}
+        for consumer in sorted(set(units) - partial):
             wanted = {uuids[name]: {classes[name]: n}
                       for name, n in units[consumer].items()}
             if self._heal_consumer(consumer, wanted, ours, report):

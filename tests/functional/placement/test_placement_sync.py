@@ -364,3 +364,22 @@ def test_cli_sync_timeout_is_one_line_and_ledger_untouched(
     assert "unavailable" in result.stderr
     assert "Traceback" not in result.stderr
     assert ledger.read_bytes() == before
+
+
+def test_provider_left_half_made_is_completed(tmp_path, client,
+                                              nodename) -> None:
+    """A sync that died right after creating a provider (no inventory,
+    no traits yet) is completed by the next one, not refused as a
+    duplicate name."""
+    host = Host(tmp_path, nodename())
+    root = client.post("/resource_providers",
+                       {"name": host.nodename}).body["uuid"]
+    name = f"{host.nodename}_0000:3B:00.0"
+    half = client.post("/resource_providers", {
+        "name": name, "parent_provider_uuid": root}).body["uuid"]
+    report = host.sync(Reporter(client))
+    assert name not in report.created_providers
+    assert name in report.updated_inventories
+    assert name in report.updated_traits
+    assert providers(client, root)[name]["uuid"] == half
+    assert host.sync(Reporter(client)).writes == 0
