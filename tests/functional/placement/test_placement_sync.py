@@ -383,3 +383,37 @@ def test_provider_left_half_made_is_completed(tmp_path, client,
     assert name in report.updated_traits
     assert providers(client, root)[name]["uuid"] == half
     assert host.sync(Reporter(client)).writes == 0
+
+
+def test_cli_sync_on_a_failing_placement_is_one_line(tmp_path) -> None:
+    """A real Placement whose database lost a table answers 500: the
+    command says so in one line and leaves the ledger alone."""
+    import sqlite3
+
+    from pci_passthrough.fixtures import placement_server
+
+    host = Host(tmp_path, "cmp-broken")
+    host.claim(str(uuid.uuid4()), ["net1"])
+    ledger = tmp_path / "claims.sqlite3"
+    before = ledger.read_bytes()
+    with placement_server.start(tmp_path / "broken") as server:
+        db = sqlite3.connect(tmp_path / "broken" / "placement.db")
+        db.execute("DROP TABLE resource_providers")
+        db.commit()
+        db.close()
+        client_conf = server.write_client_config(tmp_path / "p.conf")
+        conf = tmp_path / "host.conf"
+        conf.write_text(
+            f"[pci_passthrough]\nnodename = cmp-broken\n"
+            f"sysfs_root = {tmp_path / 'sys'}\nstate_path = {ledger}\n"
+            + "".join(f"device_spec = {s}\n"
+                      for s in demo_hosts.DEMO_DEVICE_SPECS)
+            + "".join(f"flavor = {f}\n" for f in demo_hosts.DEMO_FLAVORS))
+        result = _cli("--config-file", str(conf), "--config-file",
+                      str(client_conf), "placement", "sync")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "HTTP 500" in result.stderr and "unavailable" in result.stderr, \
+        result.stderr
+    assert ledger.read_bytes() == before
