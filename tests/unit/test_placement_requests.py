@@ -168,3 +168,23 @@ def test_groups_select_exactly_what_the_matcher_serves(tmp_path_factory,
                       for g in groups)
             assert got == expected, (name, p.name, json.dumps(
                 [s.describe() for s in specs]))
+
+
+_TRAITS = [f"CUSTOM_T{i}" for i in range(5)]
+_groups = hst.builds(
+    RequestGroup,
+    hst.sampled_from(["CUSTOM_A", "CUSTOM_B"]),
+    hst.frozensets(hst.sampled_from(_TRAITS), max_size=3),
+    hst.frozensets(hst.sampled_from(_TRAITS), max_size=2))
+
+
+@settings(max_examples=EXAMPLES * 5, derandomize=True, deadline=None)
+@given(groups=hst.lists(_groups, max_size=6),
+       rc=hst.sampled_from(["CUSTOM_A", "CUSTOM_B"]),
+       traits=hst.frozensets(hst.sampled_from(_TRAITS)))
+def test_merging_serves_exactly_what_the_groups_serve(groups, rc,
+                                                      traits) -> None:
+    merged = requests.merge_groups(groups)
+    assert len(merged) <= len(groups)
+    assert any(g.served_by(rc, traits) for g in merged) == \
+        any(g.served_by(rc, traits) for g in groups)
