@@ -103,3 +103,18 @@ def test_placement_modules_are_not_imported_at_startup() -> None:
     out = subprocess.run([sys.executable, "-c", code], check=True,
                          capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('device_spec = {"address": "0000:3b:00.0", "resource_class": "-"}',
+     "[pci_passthrough] device_spec, entry spec #3"),
+    ("nodename = " + "n" * 190, "[pci_passthrough] nodename"),
+])
+def test_names_placement_cannot_take_are_config_errors(conf_file, capsys,
+                                                       line,
+                                                       expected) -> None:
+    conf_file.write_text(conf_file.read_text() + line + "\n")
+    code, out, err = run(capsys, "--config-file", conf_file, "placement",
+                         "show")
+    assert code == 1 and out == ""
+    assert expected in err and err.count("\n") == 1
