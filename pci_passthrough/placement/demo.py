@@ -8,10 +8,16 @@ flavor, although ``mlx`` asks for their vendor.
 
 Call ``run_placement_demo(workdir, out)`` from the demo command; it needs
 the placement-server extra and says so (returning None) without it.
+placement.direct configures a process-wide database engine once, so the
+step runs in a child process of its own: it can be called any number of
+times, each with its own database.
 """
 
 import importlib.util
+import json
 import pathlib
+import subprocess
+import sys
 from typing import Any, TextIO
 
 from pci_passthrough import demo_hosts, devspec, sysfs_scan
@@ -41,16 +47,42 @@ def _placement_conf(db: pathlib.Path) -> Any:
     return conf
 
 
+_RESULT = "PCIPT-PLACEMENT-DEMO-RESULT "
+
+
 def run_placement_demo(workdir: pathlib.Path, out: TextIO
                        ) -> dict[str, Any] | None:
     """Report the demo hosts, ask for each demo flavor, print and return
     ``{"offered": {flavor: [provider names]}, "group_only_to_grp1":
-    bool}``; None when openstack-placement is not installed."""
+    bool}``; None when openstack-placement is not installed.
+
+    :raises HostSetupError: the step failed (its last output lines say
+        why).
+    """
     if importlib.util.find_spec("placement") is None:
         out.write("Placement step skipped: openstack-placement is not "
                   "installed (pip install "
                   "'pci_passthrough[placement-server]').\n")
         return None
+    from pci_passthrough import exception
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pci_passthrough.placement.demo",
+         str(workdir)], capture_output=True, text=True, check=False)
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(_RESULT):
+            result = json.loads(line[len(_RESULT):])
+        else:
+            out.write(line + "\n")
+    if proc.returncode or result is None:
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        raise exception.HostSetupError(
+            reason=f"the in-process Placement step failed: {tail}")
+    return dict(result)
+
+
+def _run_here(workdir: pathlib.Path, out: TextIO) -> dict[str, Any]:
     from placement import db_api, direct
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -105,3 +137,8 @@ def run_placement_demo(workdir: pathlib.Path, out: TextIO
     out.write(f"Grouped VFs offered to grp1 only: "
               f"{'yes' if only else 'NO'}\n")
     return {"offered": offered, "group_only_to_grp1": only}
+
+
+if __name__ == "__main__":
+    found = _run_here(pathlib.Path(sys.argv[1]), sys.stdout)
+    print(_RESULT + json.dumps(found))
