@@ -139,3 +139,8 @@ class PlacementRequestFailed(PciPassthroughError):
 class PlacementConflict(PciPassthroughError):
     msg_fmt = ("Placement kept answering 409 to %(method)s %(path)s after "
                "%(attempts)s attempts: %(detail)s")
+
+
+class AllocationMismatch(PciPassthroughError):
+    msg_fmt = ("The Placement allocation for instance %(instance)s does "
+               "not fit this host: %(reason)s. Nothing was claimed.")

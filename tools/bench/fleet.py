@@ -59,6 +59,7 @@ from pci_passthrough.fixtures.sysfs_tree import build_tree as build_sysfs
 from pci_passthrough.flavors import FlavorSet, parse_flavors
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.placement import requests
+from pci_passthrough.placement.allocation import port_providers
 from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.conf import register_placement_opts
 from pci_passthrough.placement.sync import Reporter
@@ -256,13 +257,13 @@ class Fleet:
                    ports: list[tuple[str, str]]) -> bool:
         """Claim on ``host`` one free VF of each port's allocated
         provider; all or nothing."""
-        by_name = host.tree.by_name()
+        providers = port_providers(host.tree, instance, host.uuids,
+                                   [rp for _, rp in ports])
         with host.lock:
             states = host.tracker.device_states()
             taken: set[str] = set()
             wanted = []
-            for index, (_, rp) in enumerate(ports):
-                provider = by_name[self.provider_host[rp][1]]
+            for index, provider in enumerate(providers):
                 vf = next((v for v in provider.vfs
                            if states.get(v) == "available"
                            and v not in taken), None)
