@@ -321,6 +321,10 @@ def test_cli_sync_twice_and_request(tmp_path, placement_conf_file,
     assert json.loads(first.stdout)["writes"] > 0
     second = _cli(*args, "sync", "--format", "json")
     assert json.loads(second.stdout)["writes"] == 0
+    table = _cli(*args, "sync")
+    assert table.returncode == 0, table.stderr
+    assert "0 write(s), 0 conflict(s) retried; root provider " in \
+        table.stdout
     out = _cli(*args, "request", "grp1", "--count", "2", "--format",
                "json")
     (query,) = json.loads(out.stdout)["queries"]
