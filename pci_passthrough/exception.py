@@ -146,3 +146,29 @@ class ReleaseRefused(PciPassthroughError):
     msg_fmt = ("Cannot free instance %(instance)s: its networks cannot be "
                "removed (%(reason)s). Nothing was freed: a device is never "
                "freed while a network may still hold it. %(remedy)s")
+
+
+# --- placement -----------------------------------------------------------
+
+class PlacementRequestError(PciPassthroughError):
+    msg_fmt = ("PCI flavor %(flavor)s cannot be asked of Placement: "
+               "%(reason)s.")
+
+
+class PlacementUnavailable(PciPassthroughError):
+    msg_fmt = "Placement at %(url)s is unavailable: %(reason)s."
+
+
+class PlacementRequestFailed(PciPassthroughError):
+    msg_fmt = ("Placement refused %(method)s %(path)s: HTTP %(status)s "
+               "%(detail)s")
+
+
+class PlacementConflict(PciPassthroughError):
+    msg_fmt = ("Placement kept answering 409 to %(method)s %(path)s after "
+               "%(attempts)s attempts: %(detail)s")
+
+
+class AllocationMismatch(PciPassthroughError):
+    msg_fmt = ("The Placement allocation for instance %(instance)s does "
+               "not fit this host: %(reason)s. Nothing was claimed.")

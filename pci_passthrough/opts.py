@@ -124,9 +124,10 @@ def _all_opts() -> list[cfg.Opt]:
     # The network drivers' own options live beside their code and join
     # the same group.
     from pci_passthrough.network import driver_config_opts
+    from pci_passthrough.placement.conf import nodename_opts
 
     return [*discovery_opts, *flavor_opts, *network_opts,
-            *driver_config_opts()]
+            *driver_config_opts(), *nodename_opts]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -44,7 +44,9 @@ _MAX_URI_CHARS = 1024
 _KNOWN = frozenset({
     "sysfs_root", "device_spec", "flavor", "special_attributes",
     "state_path", "network_driver", "network_name_prefix", "libvirt_uri",
-    "macvtap_mode"})
+    "macvtap_mode",
+    # Read by the Placement reporter (pci_passthrough.placement.conf).
+    "nodename"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,7 +152,8 @@ def _read_group(conf: cfg.ConfigOpts) -> dict[str, Any]:
             values[name] = group[name]
         except (cfg.Error, ValueError, RecursionError) as exc:
             raise _unreadable(name, exc) from None
-    missing = sorted((_KNOWN - {"libvirt_uri", "macvtap_mode"}) - set(values))
+    missing = sorted((_KNOWN - {"libvirt_uri", "macvtap_mode", "nodename"})
+                     - set(values))
     if missing:
         raise exception.InvalidOption(
             group=GROUP, option=missing[0], entry="-",

@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "device it holds."),
     "demo": ("demo", "Run the demo on embedded defaults (no daemon "
                      "needed)."),
+    "placement": ("placement", "Report the SR-IOV VFs to OpenStack "
+                               "Placement, or show what would be reported "
+                               "and asked."),
 }
 
 SubParsers: TypeAlias = (

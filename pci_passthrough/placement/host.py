@@ -1,0 +1,63 @@
+"""One host's inputs to Placement, read from its configuration: the
+provider tree, the flavors and the ledger's records."""
+
+import dataclasses
+import os
+
+from oslo_config import cfg
+
+from pci_passthrough import devspec, sysfs_scan
+from pci_passthrough.flavors import FlavorSet, parse_flavors
+from pci_passthrough.ledger import Ledger, LedgerRecord
+from pci_passthrough.placement import conf as placement_conf
+from pci_passthrough.placement import requests
+from pci_passthrough.placement.client import PlacementClient
+from pci_passthrough.placement.sync import Reporter, SyncReport
+from pci_passthrough.placement.tree import ProviderTree, build_tree
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostView:
+    tree: ProviderTree
+    flavors: FlavorSet
+    records: tuple[LedgerRecord, ...]
+
+    def sync(self, reporter: Reporter) -> SyncReport:
+        """Report this view, creating every trait and class its flavors'
+        requests may name."""
+        return reporter.sync(self.tree, self.records,
+                             requests.flavor_traits(self.flavors),
+                             requests.flavor_classes(self.flavors))
+
+
+def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
+              *, read_ledger: bool = True) -> HostView:
+    """Validate the configuration, scan sysfs and read the ledger (a
+    missing ledger file means no claims; it is not created).
+
+    :raises ConfigError: an invalid option, naming it.
+    """
+    group = conf.pci_passthrough
+    specs = devspec.parse_device_specs(group.device_spec)
+    flavors = parse_flavors(group.flavor, known_tags=specs.tag_names,
+                            special_attributes=group.special_attributes)
+    scan = sysfs_scan.scan(sysfs_root or group.sysfs_root)
+    name = placement_conf.nodename(conf)
+    try:
+        tree = build_tree(name, scan.devices, specs,
+                          flavors.special_attributes)
+    except ValueError as exc:
+        raise placement_conf.invalid_nodename(name, str(exc)) from None
+    records: list[LedgerRecord] = []
+    if read_ledger and os.path.exists(group.state_path):
+        with Ledger(group.state_path) as ledger:
+            records = ledger.records()
+    return HostView(tree, flavors, tuple(records))
+
+
+def sync_host(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
+              client: PlacementClient | None = None) -> SyncReport:
+    """``placement sync``: this host's view, reported to the Placement
+    the ``[placement]`` options name."""
+    view = host_view(conf, sysfs_root)
+    return view.sync(Reporter(client or PlacementClient.from_conf(conf)))

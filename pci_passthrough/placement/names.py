@@ -1,0 +1,141 @@
+"""Placement names: resource classes, traits and provider names.
+
+Nova's rules where Nova has one (pci_placement_translator): a
+``resource_class`` tag is upper-cased and, unless standard or already
+``CUSTOM_``, normalised by os-resource-classes; the default class is
+``CUSTOM_PCI_<VENDOR>_<PRODUCT>``; a ``traits`` tag is split on commas,
+standard names kept, others normalised by os-traits; Neutron's physnet
+trait is the normaliser applied to ``PHYSNET_<name>``.
+
+Our own traits carry attribute values exactly.  A normalised name is
+lossy ("phys-net" and "phys_net" both give PHYS_NET) while the library
+compares values exactly (case aside), so a value trait ends with a hash
+of the exact key and value: two values the matcher tells apart never
+share a trait, and a long value never makes an invalid name.
+"""
+
+import hashlib
+import re
+
+import os_resource_classes
+import os_traits
+
+#: Placement's limit on trait and resource class names.
+MAX_NAME = 255
+#: Placement's limit on resource provider names.
+MAX_PROVIDER_NAME = 200
+_CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]*[A-Z0-9][A-Z0-9_]*\Z")
+_STANDARD_TRAITS = frozenset(os_traits.get_traits())
+_STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
+
+#: Nova's trait on every PCI provider it manages.
+MANAGED_PCI_TRAIT = os_traits.COMPUTE_MANAGED_PCI_DEVICE
+#: Our own mark on every provider this library reports: the reporter
+#: finds its providers by it, and every request requires it, so that
+#: providers others report (Nova's own PCI ones) are never offered.
+OWNER_TRAIT = "CUSTOM_PCIPT_SRIOV_VF"
+_PREFIX = "CUSTOM_PCIPT_"
+# Readable part of a value trait: bounded so that the name stays short.
+_READABLE = 48
+_HASH_CHARS = 10
+
+
+def _normalize(name: str) -> str:
+    return os_traits.normalize_name(name)  # type: ignore[no-any-return]
+
+
+def _check(name: str, what: str, source: str) -> str:
+    if len(name) > MAX_NAME or not _CUSTOM.match(name):
+        raise ValueError(
+            f"{what} {source!r} gives the Placement name {name!r}, which "
+            f"is not valid: expected CUSTOM_ followed by 1 to "
+            f"{MAX_NAME - 7} characters A-Z, 0-9 or _, at least one a "
+            f"letter or digit")
+    return name
+
+
+def resource_class(tag: str) -> str:
+    """A ``resource_class`` tag as Placement's class name (Nova's rule).
+
+    :raises ValueError: the tag cannot become a valid class name.
+    """
+    upper = tag.strip().upper()
+    if upper in _STANDARD_CLASSES:
+        return upper
+    name = upper if upper.startswith("CUSTOM_") else _normalize(upper)
+    return _check(name, "resource_class", tag)
+
+
+def default_resource_class(vendor_id: str, product_id: str) -> str:
+    """Nova's class for a device without a ``resource_class`` tag."""
+    return f"CUSTOM_PCI_{vendor_id.upper()}_{product_id.upper()}"
+
+
+def traits_tag(tag: str) -> frozenset[str]:
+    """A ``traits`` tag (comma separated) as Placement trait names.
+
+    :raises ValueError: a name cannot become a valid trait.
+    """
+    names = set()
+    for item in tag.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        upper = item.upper()
+        if upper in _STANDARD_TRAITS:
+            names.add(upper)
+            continue
+        name = upper if upper.startswith("CUSTOM_") else _normalize(upper)
+        names.add(_check(name, "trait", item))
+    return frozenset(names)
+
+
+def physnet_trait(physnet: str) -> str:
+    """Neutron's trait for a physical network (``CUSTOM_PHYSNET_...``).
+
+    :raises ValueError: the name cannot become a valid trait.
+    """
+    return _check(_normalize(f"PHYSNET_{physnet}"), "physical_network",
+                  physnet)
+
+
+def _digest(*parts: str) -> str:
+    text = "\0".join(parts).encode()
+    return hashlib.sha256(text).hexdigest()[:_HASH_CHARS].upper()
+
+
+def _readable(text: str) -> str:
+    return _normalize(text)[len("CUSTOM_"):][:_READABLE].strip("_") or "X"
+
+
+def value_trait(key: str, value: str) -> str:
+    """The trait saying attribute ``key`` has ``value`` (compared as the
+    matcher compares it: the value in lower case)."""
+    value = value.lower()
+    return (f"{_PREFIX}{_readable(key)}_{_readable(value)}_"
+            f"{_digest(key, value)}")
+
+
+def marker_trait(key: str) -> str:
+    """The trait saying a device carries special attribute ``key``:
+    requests that do not name ``key`` forbid it."""
+    return f"{_PREFIX}HAS_{_readable(key)}_{_digest(key)}"
+
+
+def provider_name(nodename: str, pf_address: str,
+                  variant: str | None = None) -> str:
+    """Nova's name for a PF's provider, ``<nodename>_<ADDRESS>``; with
+    ``variant`` (the PF's VFs split into several providers) a suffix
+    derived from what sets them apart, so that names do not depend on
+    the order devices are found in.
+
+    :raises ValueError: the name is longer than Placement allows.
+    """
+    name = f"{nodename}_{pf_address.upper()}"
+    if variant is not None:
+        name += f"_{_digest(variant)[:8]}"
+    if len(name) > MAX_PROVIDER_NAME:
+        raise ValueError(
+            f"provider name {name!r} is {len(name)} characters; Placement "
+            f"allows {MAX_PROVIDER_NAME}: use a shorter nodename")
+    return name

@@ -1,0 +1,111 @@
+"""Drive nova-compute's own ``ProviderTree`` from the virt driver's
+``update_provider_tree(provider_tree, nodename, allocations=None)``.
+
+The resource tracker hands the driver its cached tree of the compute
+node; the driver edits it in place and the report client flushes the
+difference to Placement (skipping what did not change).  This module
+changes only the providers this library owns (those carrying its owner
+trait, or named as it names them) and never the root's inventory or
+traits.  ``provider_tree`` is duck-typed on nova's
+nova.compute.provider_tree.ProviderTree (exists, new_child, data,
+get_provider_uuids, update_inventory, update_traits, remove), so the
+library does not import nova.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.placement import names
+from pci_passthrough.placement.tree import ProviderTree, consumer_units
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TreeUpdate:
+    """What update_provider_tree changed."""
+
+    created: tuple[str, ...]
+    removed: tuple[str, ...]
+    #: No longer in the host's view but possibly allocated: kept with all
+    #: of their inventory reserved.
+    kept_reserved: tuple[str, ...]
+    healed: tuple[str, ...]
+
+
+def update_provider_tree(provider_tree: Any, nodename: str,
+                         tree: ProviderTree,
+                         records: Sequence[LedgerRecord] = (),
+                         allocations: dict[str, Any] | None = None
+                         ) -> TreeUpdate:
+    """Make ``provider_tree``'s children of ``nodename`` this host's PF
+    providers; with ``allocations`` (the ``GET /allocations/C`` shape per
+    consumer, as nova passes them), also heal the units of the consumers
+    Placement has from the ledger ``records`` and remove stale providers
+    nobody uses.  Without allocations a stale provider cannot be known
+    to be free: it is kept, all reserved.
+    """
+    mine = {}
+    for uuid in provider_tree.get_provider_uuids(nodename):
+        data = provider_tree.data(uuid)
+        if data.parent_uuid is not None and \
+                names.OWNER_TRAIT in data.traits:
+            mine[data.name] = data
+    created = []
+    for provider in tree.providers:
+        if not provider_tree.exists(provider.name):
+            provider_tree.new_child(provider.name, nodename)
+            created.append(provider.name)
+        provider_tree.update_inventory(provider.name,
+                                       provider.inventory())
+        provider_tree.update_traits(provider.name, provider.traits)
+    wanted = {p.name for p in tree.providers}
+    removed, kept = [], []
+    for name, data in sorted(mine.items()):
+        if name in wanted:
+            continue
+        in_use = allocations is None or any(
+            data.uuid in consumer.get("allocations", {})
+            for consumer in allocations.values())
+        if in_use:
+            reserved = {rc: dict(inv, reserved=inv["total"])
+                        for rc, inv in data.inventory.items()}
+            provider_tree.update_inventory(name, reserved)
+            kept.append(name)
+        else:
+            provider_tree.remove(name)
+            removed.append(name)
+    healed = []
+    if allocations is not None:
+        healed = _heal(provider_tree, tree, records, allocations)
+    return TreeUpdate(tuple(created), tuple(removed), tuple(kept),
+                      tuple(healed))
+
+
+def _heal(provider_tree: Any, tree: ProviderTree,
+          records: Sequence[LedgerRecord],
+          allocations: dict[str, Any]) -> list[str]:
+    units, unmapped = consumer_units(tree, records)
+    partial = {r.instance_uuid for r in unmapped}
+    uuids = {p.name: provider_tree.data(p.name).uuid
+             for p in tree.providers}
+    classes = {p.name: p.resource_class for p in tree.providers}
+    ours = set(uuids.values())
+    healed = []
+    # As nova: only consumers Placement already has.
+    for consumer, held in sorted(units.items()):
+        if consumer not in allocations or consumer in partial:
+            continue
+        current = allocations[consumer].setdefault("allocations", {})
+        want = {uuids[name]: {classes[name]: n}
+                for name, n in held.items()}
+        have = {rp: dict(a.get("resources", {}))
+                for rp, a in current.items() if rp in ours}
+        if have == want:
+            continue
+        for rp in [rp for rp in current if rp in ours]:
+            del current[rp]
+        for rp, resources in want.items():
+            current[rp] = {"resources": resources}
+        healed.append(consumer)
+    return healed

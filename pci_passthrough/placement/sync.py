@@ -1,0 +1,344 @@
+"""Bring Placement in line with a host's provider tree and ledger.
+
+Compare before write: every write is preceded by a read and skipped when
+nothing differs, because Placement bumps generations even on identical
+inventory and allocation writes, and a second sync with nothing changed
+must change nothing.  A 409 generation conflict re-reads and retries, a
+bounded number of times.  The root provider's own inventories and traits
+belong to nova-compute and are never touched.
+"""
+
+import dataclasses
+import urllib.parse
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from oslo_log import log as logging
+
+from pci_passthrough import exception
+from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.placement import names
+from pci_passthrough.placement.client import PlacementClient, Response
+from pci_passthrough.placement.tree import (
+    PciProvider,
+    ProviderTree,
+    consumer_units,
+)
+
+LOG = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 4
+#: Placement's own default for consumers whose project and user it does
+#: not know ([placement] incomplete_consumer_project_id): a consumer
+#: healed from the ledger alone gets these until Nova writes its own.
+INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
+CONSUMER_TYPE = "INSTANCE"
+_INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit",
+                     "step_size", "allocation_ratio")
+
+
+@dataclasses.dataclass(slots=True)
+class SyncReport:
+    """What one sync found and did."""
+
+    root_uuid: str = ""
+    created_classes: list[str] = dataclasses.field(default_factory=list)
+    created_traits: list[str] = dataclasses.field(default_factory=list)
+    created_providers: list[str] = dataclasses.field(default_factory=list)
+    updated_inventories: list[str] = dataclasses.field(
+        default_factory=list)
+    updated_traits: list[str] = dataclasses.field(default_factory=list)
+    deleted_providers: list[str] = dataclasses.field(default_factory=list)
+    #: Providers no longer in the tree that still hold allocations: kept,
+    #: all of their inventory reserved.
+    kept_in_use: list[str] = dataclasses.field(default_factory=list)
+    healed_consumers: list[str] = dataclasses.field(default_factory=list)
+    #: Ledger records whose device is not in the tree (vanished).
+    unmapped: list[str] = dataclasses.field(default_factory=list)
+    #: Consumers with units on our providers the ledger does not know.
+    unknown_consumers: list[str] = dataclasses.field(default_factory=list)
+    conflicts_retried: int = 0
+    writes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def changed(self) -> bool:
+        return self.writes > 0
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+class Reporter:
+    """Reports one host's tree to Placement.
+
+    :param client: the Placement client.
+    :param max_attempts: tries of a write that meets 409 conflicts.
+    """
+
+    def __init__(self, client: PlacementClient,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.client = client
+        self.max_attempts = max_attempts
+        # Names known to exist: Placement never deletes a custom trait or
+        # class in use, so a periodic sync need not list them again (as
+        # nova's report client caches the traits it ensured).
+        self._traits: set[str] = set()
+        self._classes: set[str] = set()
+
+    # -- the whole sync ----------------------------------------------------
+
+    def sync(self, tree: ProviderTree, records: Sequence[LedgerRecord],
+             traits: Collection[str] = (),
+             classes: Collection[str] = ()) -> SyncReport:
+        """Create, update and remove providers, and heal allocations.
+
+        :param traits: further traits to create (those the configured
+            flavors' requests may name).
+        :param classes: further custom classes to create.
+        """
+        report = SyncReport()
+        root = self.ensure_root(tree.nodename, report)
+        report.root_uuid = root
+        self.ensure_classes({*tree.resource_classes, *classes}, report)
+        self.ensure_traits({*tree.traits, *traits}, report)
+        ours = self.our_providers(root)
+        # By name among the whole tree: a provider created by a sync that
+        # died before it set the owner trait is found and completed.
+        in_tree = self.tree_providers(root)
+        uuids: dict[str, str] = {}
+        for provider in tree.providers:
+            uuids[provider.name] = self._sync_provider(
+                provider, root, in_tree.get(provider.name), report)
+        for name, info in sorted(ours.items()):
+            if name not in uuids:
+                self._retire(name, info["uuid"], report)
+        self.heal(tree, records, uuids, report)
+        return report
+
+    # -- root, classes, traits ---------------------------------------------
+
+    def ensure_root(self, nodename: str, report: SyncReport) -> str:
+        """The root provider's UUID; created when missing."""
+        found = self.client.get(
+            f"/resource_providers?name={_q(nodename)}").body
+        if found["resource_providers"]:
+            return str(found["resource_providers"][0]["uuid"])
+        resp = self.client.post("/resource_providers", {"name": nodename},
+                                expect=(200, 409))
+        report.writes += 1
+        if resp.status == 409:
+            # Created meanwhile (nova-compute starting): take it.
+            found = self.client.get(
+                f"/resource_providers?name={_q(nodename)}").body
+            if not found["resource_providers"]:
+                raise exception.PlacementRequestFailed(
+                    method="POST", path="/resource_providers", status=409,
+                    detail=resp.detail())
+            return str(found["resource_providers"][0]["uuid"])
+        return str(resp.body["uuid"])
+
+    def ensure_classes(self, wanted: Collection[str],
+                       report: SyncReport) -> None:
+        custom = {c for c in wanted if c.startswith("CUSTOM_")}
+        if custom <= self._classes:
+            return
+        have = {rc["name"] for rc in self.client.get(
+            "/resource_classes").body["resource_classes"]}
+        for name in sorted(custom - have):
+            self.client.put(f"/resource_classes/{name}", None,
+                            expect=(201, 204))
+            report.created_classes.append(name)
+            report.writes += 1
+        self._classes |= have | custom
+
+    def ensure_traits(self, wanted: Collection[str],
+                      report: SyncReport) -> None:
+        custom = {t for t in wanted if t.startswith("CUSTOM_")}
+        if custom <= self._traits:
+            return
+        have = set(self.client.get(
+            "/traits?name=startswith:CUSTOM_").body["traits"])
+        for name in sorted(custom - have):
+            self.client.put(f"/traits/{name}", None, expect=(201, 204))
+            report.created_traits.append(name)
+            report.writes += 1
+        self._traits |= have | custom
+
+    def tree_providers(self, root: str) -> dict[str, dict[str, Any]]:
+        """Every provider of the root's tree, by name."""
+        body = self.client.get(f"/resource_providers?in_tree={root}").body
+        return {p["name"]: p for p in body["resource_providers"]
+                if p["uuid"] != root}
+
+    def our_providers(self, root: str) -> dict[str, dict[str, Any]]:
+        """The providers of the root's tree this library reported."""
+        body = self.client.get(
+            f"/resource_providers?in_tree={root}"
+            f"&required={names.OWNER_TRAIT}").body
+        return {p["name"]: p for p in body["resource_providers"]
+                if p["uuid"] != root}
+
+    # -- providers ---------------------------------------------------------
+
+    def _sync_provider(self, provider: PciProvider, root: str,
+                       existing: dict[str, Any] | None,
+                       report: SyncReport) -> str:
+        if existing is None:
+            resp = self.client.post(
+                "/resource_providers",
+                {"name": provider.name, "parent_provider_uuid": root})
+            uuid = str(resp.body["uuid"])
+            report.created_providers.append(provider.name)
+            report.writes += 1
+        else:
+            uuid = str(existing["uuid"])
+        if self.set_inventory(uuid, provider.inventory(), report):
+            report.updated_inventories.append(provider.name)
+        if self.set_traits(uuid, provider.traits, report):
+            report.updated_traits.append(provider.name)
+        return uuid
+
+    def _retry(self, what: str, path: str,
+               attempt_fn: Callable[[], Response | None],
+               report: SyncReport) -> bool:
+        """Run ``attempt_fn`` (read, compare, maybe write) until it does
+        not meet a 409; True when it wrote."""
+        last = ""
+        for _ in range(self.max_attempts):
+            resp = attempt_fn()
+            if resp is None:
+                return False
+            if resp.status != 409:
+                report.writes += 1
+                return True
+            last = resp.detail()
+            if resp.code not in (None, "placement.concurrent_update") and \
+                    "generation" not in last:
+                raise exception.PlacementRequestFailed(
+                    method="PUT", path=path, status=409, detail=last)
+            report.conflicts_retried += 1
+            LOG.debug("Conflict on %s %s, retrying: %s", what, path, last)
+        raise exception.PlacementConflict(method="PUT", path=path,
+                                          attempts=self.max_attempts,
+                                          detail=last)
+
+    def set_inventory(self, uuid: str,
+                      inventory: dict[str, dict[str, Any]],
+                      report: SyncReport) -> bool:
+        path = f"/resource_providers/{uuid}/inventories"
+
+        def attempt() -> Response | None:
+            body = self.client.get(path).body
+            if _same_inventory(body["inventories"], inventory):
+                return None
+            return self.client.put(path, {
+                "resource_provider_generation":
+                    body["resource_provider_generation"],
+                "inventories": inventory}, expect=(200, 409))
+
+        return self._retry("inventory", path, attempt, report)
+
+    def set_traits(self, uuid: str, traits: Collection[str],
+                   report: SyncReport) -> bool:
+        path = f"/resource_providers/{uuid}/traits"
+
+        def attempt() -> Response | None:
+            body = self.client.get(path).body
+            if set(body["traits"]) == set(traits):
+                return None
+            return self.client.put(path, {
+                "resource_provider_generation":
+                    body["resource_provider_generation"],
+                "traits": sorted(traits)}, expect=(200, 409))
+
+        return self._retry("traits", path, attempt, report)
+
+    def _retire(self, name: str, uuid: str, report: SyncReport) -> None:
+        """A provider gone from the tree: deleted when unused, else kept
+        with all of its inventory reserved (no new allocation lands on
+        it) and reported."""
+        usages = self.client.get(
+            f"/resource_providers/{uuid}/usages").body["usages"]
+        if not any(usages.values()):
+            resp = self.client.delete(f"/resource_providers/{uuid}",
+                                      expect=(204, 404, 409))
+            if resp.status != 409:
+                report.deleted_providers.append(name)
+                report.writes += 1
+                return
+        path = f"/resource_providers/{uuid}/inventories"
+        inventory = self.client.get(path).body["inventories"]
+        reserved = {rc: dict(inv, reserved=inv["total"])
+                    for rc, inv in inventory.items()}
+        self.set_inventory(uuid, reserved, report)
+        LOG.warning("Provider %s has no device left but still holds "
+                    "allocations %s: kept, all reserved", name, usages)
+        report.kept_in_use.append(name)
+
+    # -- allocations -------------------------------------------------------
+
+    def heal(self, tree: ProviderTree, records: Sequence[LedgerRecord],
+             uuids: dict[str, str], report: SyncReport) -> None:
+        """Make each instance's units on this tree's providers what the
+        ledger says (one per held VF), keeping the rest of its
+        allocations."""
+        units, unmapped = consumer_units(tree, records)
+        report.unmapped = sorted(r.address for r in unmapped)
+        classes = {p.name: p.resource_class for p in tree.providers}
+        ours = set(uuids.values())
+        known = set(units) | {r.instance_uuid for r in unmapped}
+        seen: set[str] = set()
+        for uuid in sorted(ours):
+            allocs = self.client.get(
+                f"/resource_providers/{uuid}/allocations").body
+            seen |= set(allocs["allocations"])
+        report.unknown_consumers = sorted(seen - known)
+        # An instance whose device vanished still holds it: its units
+        # are not lowered to what the tree can still see.
+        partial = {r.instance_uuid for r in unmapped}
+        for consumer in sorted(set(units) - partial):
+            wanted = {uuids[name]: {classes[name]: n}
+                      for name, n in units[consumer].items()}
+            if self._heal_consumer(consumer, wanted, ours, report):
+                report.healed_consumers.append(consumer)
+
+    def _heal_consumer(self, consumer: str,
+                       wanted: dict[str, dict[str, int]],
+                       ours: set[str], report: SyncReport) -> bool:
+        path = f"/allocations/{consumer}"
+
+        def attempt() -> Response | None:
+            body = self.client.get(path).body
+            current = {rp: dict(a["resources"])
+                       for rp, a in body["allocations"].items()}
+            merged = {rp: res for rp, res in current.items()
+                      if rp not in ours}
+            merged.update(wanted)
+            if merged == current:
+                return None
+            return self.client.put(path, {
+                "allocations": {rp: {"resources": res}
+                                for rp, res in merged.items()},
+                "project_id": body.get("project_id",
+                                       INCOMPLETE_CONSUMER_ID),
+                "user_id": body.get("user_id", INCOMPLETE_CONSUMER_ID),
+                "consumer_generation": body.get("consumer_generation"),
+                "consumer_type": body.get("consumer_type")
+                or CONSUMER_TYPE}, expect=(204, 409))
+
+        return self._retry("allocations", path, attempt, report)
+
+
+def _same_inventory(have: dict[str, dict[str, Any]],
+                    want: dict[str, dict[str, Any]]) -> bool:
+    if set(have) != set(want):
+        return False
+    for rc, inv in want.items():
+        for field in _INVENTORY_FIELDS:
+            if field in inv and have[rc].get(field) != inv[field]:
+                return False
+    return True

@@ -1,0 +1,194 @@
+"""The provider tree a host reports to Placement: a pure translation of
+its devices and device_spec, no I/O.
+
+Under the compute node's root provider, one child per PF that has
+assignable VFs, holding one inventory of its VFs.  VFs of one PF whose
+class or traits differ get one provider each (Nova refuses that
+configuration; this library serves it).
+
+Every attribute a flavor can name is on the provider as a value trait
+(names.value_trait), and a special attribute also as a marker trait that
+requests forbid unless they name it: so Placement offers a provider to a
+request exactly when the library's matcher gives its VFs to the flavor.
+"""
+
+import dataclasses
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from pci_passthrough import exception, matching
+from pci_passthrough.device import PciDevice
+from pci_passthrough.devspec import DeviceSpecList
+from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.placement import names
+
+#: Tags with Nova's meaning in Placement, not compared as values.
+RESOURCE_CLASS_TAG = "resource_class"
+TRAITS_TAG = "traits"
+PHYSNET_TAG = "physical_network"
+# Attributes that never become value traits: the address is per VF (a
+# provider holds many), every reported device is a VF, and the class and
+# traits tags already are the provider's class and traits.
+UNENCODED = frozenset({"address", "dev_type", RESOURCE_CLASS_TAG,
+                       TRAITS_TAG})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PciProvider:
+    """One child provider: VFs of one PF sharing class and traits."""
+
+    name: str
+    pf_address: str
+    resource_class: str
+    traits: frozenset[str]
+    #: The VFs it counts, in address order.
+    vfs: tuple[str, ...]
+    reserved: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.vfs)
+
+    def inventory(self) -> dict[str, dict[str, int | float]]:
+        """The inventory as Placement's PUT body wants it."""
+        return {self.resource_class: {
+            "total": self.total, "reserved": self.reserved,
+            "min_unit": 1, "max_unit": self.total, "step_size": 1,
+            "allocation_ratio": 1.0}}
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "pf_address": self.pf_address,
+                "resource_class": self.resource_class,
+                "traits": sorted(self.traits), "total": self.total,
+                "reserved": self.reserved, "vfs": list(self.vfs)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderTree:
+    """The root provider's name and its PCI children, sorted by name."""
+
+    nodename: str
+    providers: tuple[PciProvider, ...]
+
+    def by_name(self) -> dict[str, PciProvider]:
+        return {p.name: p for p in self.providers}
+
+    def provider_of(self) -> dict[str, PciProvider]:
+        """VF address -> its provider."""
+        return {vf: p for p in self.providers for vf in p.vfs}
+
+    @property
+    def resource_classes(self) -> frozenset[str]:
+        return frozenset(p.resource_class for p in self.providers)
+
+    @property
+    def traits(self) -> frozenset[str]:
+        return frozenset(t for p in self.providers for t in p.traits)
+
+    def catalog(self) -> frozenset[tuple[str, frozenset[str]]]:
+        """The distinct (class, traits) pairs of the tree."""
+        return frozenset((p.resource_class, p.traits)
+                         for p in self.providers)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"nodename": self.nodename,
+                "providers": [p.as_dict() for p in self.providers]}
+
+
+def check_specs(specs: DeviceSpecList) -> None:
+    """Every spec's resource_class, traits and physical_network tags must
+    give valid Placement names.
+
+    :raises InvalidDeviceSpec: naming the spec and the tag.
+    """
+    for position, spec in enumerate(specs.specs, start=1):
+        try:
+            _tag_names(spec.tags)
+        except ValueError as exc:
+            entry = f"spec #{position} with tags " + json.dumps(
+                dict(spec.tags), sort_keys=True)
+            raise exception.InvalidDeviceSpec(
+                group="pci_passthrough", option="device_spec", entry=entry,
+                reason=str(exc)) from None
+
+
+def _tag_names(tags: Mapping[str, str]) -> tuple[str | None,
+                                                 frozenset[str]]:
+    rc = tags.get(RESOURCE_CLASS_TAG)
+    traits: set[str] = set()
+    if tags.get(TRAITS_TAG):
+        traits |= names.traits_tag(tags[TRAITS_TAG])
+    if tags.get(PHYSNET_TAG):
+        traits.add(names.physnet_trait(tags[PHYSNET_TAG]))
+    return (names.resource_class(rc) if rc else None), frozenset(traits)
+
+
+def device_traits(attrs: Mapping[str, str],
+                  special: Collection[str]) -> frozenset[str]:
+    """The value and marker traits of a device's matching attributes."""
+    traits = {names.value_trait(k, v) for k, v in attrs.items()
+              if k not in UNENCODED}
+    traits |= {names.marker_trait(k) for k in special if k in attrs}
+    return frozenset(traits)
+
+
+def build_tree(nodename: str, devices: Iterable[PciDevice],
+               specs: DeviceSpecList,
+               special_attributes: Collection[str]) -> ProviderTree:
+    """Translate the host's devices into its provider tree.
+
+    Only VFs are reported (PFs are given to no flavor asking for a VF,
+    and a PF with VFs in use cannot be given at all).
+
+    :raises InvalidDeviceSpec: a tag cannot become a Placement name.
+    :raises ValueError: the nodename makes a provider name too long.
+    """
+    check_specs(specs)
+    groups: dict[tuple[str, str, frozenset[str]], list[str]] = {}
+    for dev in devices:
+        if not dev.is_vf or not dev.parent_addr:
+            continue
+        tags = specs.match(dev)
+        if tags is None:
+            continue
+        rc, tag_traits = _tag_names(tags)
+        attrs = matching.device_attrs(dev, tags)
+        traits = (tag_traits | device_traits(attrs, special_attributes)
+                  | {names.MANAGED_PCI_TRAIT, names.OWNER_TRAIT})
+        key = (dev.parent_addr,
+               rc or names.default_resource_class(dev.vendor_id,
+                                                  dev.product_id),
+               frozenset(traits))
+        groups.setdefault(key, []).append(dev.address)
+    per_pf: dict[str, int] = {}
+    for pf, _, _ in groups:
+        per_pf[pf] = per_pf.get(pf, 0) + 1
+    providers = []
+    for (pf, rc, traits), vfs in groups.items():
+        variant = None
+        if per_pf[pf] > 1:
+            variant = " ".join([rc, *sorted(traits)])
+        providers.append(PciProvider(
+            name=names.provider_name(nodename, pf, variant),
+            pf_address=pf, resource_class=rc, traits=traits,
+            vfs=tuple(sorted(vfs))))
+    providers.sort(key=lambda p: p.name)
+    return ProviderTree(nodename=nodename, providers=tuple(providers))
+
+
+def consumer_units(tree: ProviderTree, records: Sequence[LedgerRecord]
+                   ) -> tuple[dict[str, dict[str, int]], list[LedgerRecord]]:
+    """What the ledger says each instance holds, per provider name: one
+    unit per held VF; and the records whose device the tree lacks (a
+    vanished device, or one no longer assignable)."""
+    where = tree.provider_of()
+    units: dict[str, dict[str, int]] = {}
+    unmapped = []
+    for rec in records:
+        provider = where.get(rec.address)
+        if provider is None:
+            unmapped.append(rec)
+            continue
+        held = units.setdefault(rec.instance_uuid, {})
+        held[provider.name] = held.get(provider.name, 0) + 1
+    return units, unmapped

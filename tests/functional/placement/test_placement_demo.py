@@ -1,0 +1,29 @@
+"""The demo's Placement step, on an in-process Placement."""
+
+import io
+
+import pytest
+
+from pci_passthrough.placement.demo import run_placement_demo
+
+pytestmark = [pytest.mark.functional, pytest.mark.placement]
+
+
+def test_demo_offers_group_vfs_only_to_the_group_flavor(tmp_path) -> None:
+    pytest.importorskip("placement")
+    for run in ("first", "second"):
+        out = io.StringIO()
+        result = run_placement_demo(tmp_path / run, out)
+        assert result is not None
+        assert result["group_only_to_grp1"] is True
+        assert result["offered"]["grp1"] == ["demo-host-a_0000:5E:00.0",
+                                             "demo-host-b_0000:D8:00.0"]
+        assert result["offered"]["mlx"] == []
+        assert result["offered"]["net1"] == ["demo-host-a_0000:3B:00.0",
+                                             "demo-host-b_0000:AF:00.0"]
+        text = out.getvalue()
+        assert "Grouped VFs offered to grp1 only: yes" in text
+        # Each call has a database of its own: the hosts are new to it.
+        assert "Reported demo-host-a: 2 PF provider(s), 22 write(s)" in \
+            text
+        assert (tmp_path / run / "placement.sqlite3").exists()

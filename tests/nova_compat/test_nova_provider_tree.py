@@ -1,0 +1,100 @@
+"""update_provider_tree against nova's real ProviderTree (tox -e
+nova-compat installs nova; elsewhere these tests skip)."""
+
+import uuid
+
+import pytest
+
+from pci_passthrough import devspec, sysfs_scan
+from pci_passthrough.cli import demo_hosts
+from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.placement import names
+from pci_passthrough.placement.provider_tree import update_provider_tree
+from pci_passthrough.placement.tree import build_tree
+
+provider_tree_mod = pytest.importorskip("nova.compute.provider_tree")
+
+ROOT = "cmp1"
+
+
+def host_tree(tmp_path, layout=demo_hosts.DEMO_HOST_A):
+    root = tmp_path / "sys"
+    st.build_tree(root, layout)
+    specs = devspec.parse_device_specs(demo_hosts.DEMO_DEVICE_SPECS)
+    return build_tree(ROOT, sysfs_scan.scan(str(root)).devices, specs,
+                      ("group",))
+
+
+def nova_tree():
+    pt = provider_tree_mod.ProviderTree()
+    root = pt.new_root(ROOT, str(uuid.uuid4()))
+    pt.update_inventory(ROOT, {"VCPU": {"total": 8}})
+    pt.update_traits(ROOT, ["HW_CPU_X86_AVX2"])
+    return pt, root
+
+
+def test_children_inventories_and_traits(tmp_path) -> None:
+    pt, root = nova_tree()
+    tree = host_tree(tmp_path)
+    update = update_provider_tree(pt, ROOT, tree)
+    assert sorted(update.created) == [p.name for p in tree.providers]
+    for p in tree.providers:
+        data = pt.data(p.name)
+        assert data.parent_uuid == root
+        assert data.inventory == p.inventory()
+        assert set(data.traits) == p.traits
+    # The root is nova-compute's: untouched.
+    assert set(pt.data(ROOT).inventory) == {"VCPU"}
+    assert set(pt.data(ROOT).traits) == {"HW_CPU_X86_AVX2"}
+    # A second call changes nothing nova would flush.
+    before = {u: pt.data(u) for u in pt.get_provider_uuids(ROOT)}
+    again = update_provider_tree(pt, ROOT, tree)
+    assert again.created == ()
+    assert {u: pt.data(u) for u in pt.get_provider_uuids(ROOT)} == before
+
+
+def test_stale_provider_kept_reserved_then_removed(tmp_path) -> None:
+    pt, _ = nova_tree()
+    update_provider_tree(pt, ROOT, host_tree(tmp_path))
+    gone = f"{ROOT}_0000:5E:00.0"
+    gone_uuid = pt.data(gone).uuid
+    smaller = host_tree(tmp_path / "b", st.HostLayout(
+        (demo_hosts.DEMO_HOST_A.pfs[0],)))
+    update = update_provider_tree(pt, ROOT, smaller)
+    assert update.kept_reserved == (gone,)
+    inv = pt.data(gone).inventory["CUSTOM_PCI_15B3_101E"]
+    assert inv["reserved"] == inv["total"]
+    consumer = str(uuid.uuid4())
+    allocations = {consumer: {"allocations": {gone_uuid: {
+        "resources": {"CUSTOM_PCI_15B3_101E": 1}}}}}
+    assert update_provider_tree(pt, ROOT, smaller,
+                                allocations=allocations).kept_reserved \
+        == (gone,)
+    update = update_provider_tree(pt, ROOT, smaller, allocations={})
+    assert update.removed == (gone,)
+    assert not pt.exists(gone)
+
+
+def test_allocations_healed_from_the_ledger(tmp_path) -> None:
+    pt, root = nova_tree()
+    tree = host_tree(tmp_path)
+    update_provider_tree(pt, ROOT, tree)
+    x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+    one, unknown = str(uuid.uuid4()), str(uuid.uuid4())
+    records = [LedgerRecord(one, i, f"0000:3b:02.{i}", "allocated", "net1",
+                            "{}", None) for i in range(2)]
+    records.append(LedgerRecord(unknown, 0, "0000:3b:02.2", "claimed",
+                                "net1", "{}", None))
+    allocations = {one: {"allocations": {
+        root: {"resources": {"VCPU": 2}},
+        x710: {"resources": {"CUSTOM_PCI_8086_154C": 1}}},
+        "project_id": "p", "user_id": "u", "consumer_generation": 3}}
+    update = update_provider_tree(pt, ROOT, tree, records, allocations)
+    assert update.healed == (one,)
+    assert allocations[one]["allocations"] == {
+        root: {"resources": {"VCPU": 2}},
+        x710: {"resources": {"CUSTOM_PCI_8086_154C": 2}}}
+    # Consumers Placement does not have are left to heal_allocations.
+    assert unknown not in allocations
+    assert names.OWNER_TRAIT in pt.data(x710).traits
