@@ -13,6 +13,7 @@ needs the functional tests' host fixture, which is not installed.
 """
 
 import argparse
+import io
 import logging as std_logging
 import pathlib
 import tempfile
@@ -103,6 +104,20 @@ def run_demo(workdir: pathlib.Path, say: Say = print) -> None:
     finally:
         a.close()
         b.close()
+    step("fleet scheduling: both hosts reported to an in-process Placement")
+    _placement_step(workdir / "placement", say)
+
+
+def _placement_step(workdir: pathlib.Path, say: Say) -> None:
+    # Imported here: the Placement step needs neither libvirt nor the
+    # hosts above, and its server is an optional extra.
+    from pci_passthrough.placement.demo import run_placement_demo
+
+    out = io.StringIO()
+    # Without the server it says so itself and returns None.
+    run_placement_demo(workdir, out)
+    for line in out.getvalue().splitlines():
+        say(line)
 
 
 def _story(a: _Host, b: _Host, step: _Steps, say: Say) -> None:

@@ -145,7 +145,7 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     steps = [line for line in out.splitlines() if line.startswith("== ")]
-    assert len(steps) == 9
+    assert len(steps) == 10
     assert "discovery on host A" in out
     assert "carries the special attribute group=grp1" in out
     assert "function 8 is over its maximum 7" in out

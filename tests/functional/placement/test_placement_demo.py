@@ -27,3 +27,15 @@ def test_demo_offers_group_vfs_only_to_the_group_flavor(tmp_path) -> None:
         assert "Reported demo-host-a: 2 PF provider(s), 22 write(s)" in \
             text
         assert (tmp_path / run / "placement.sqlite3").exists()
+
+
+def test_the_demo_command_ends_with_the_placement_step(tmp_path,
+                                                       capsys) -> None:
+    pytest.importorskip("placement")
+    from pci_passthrough.cli import main
+
+    assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    step = out[out.index("== Step 10: fleet scheduling"):]
+    assert "Grouped VFs offered to grp1 only: yes" in step
+    assert "skipped" not in step
