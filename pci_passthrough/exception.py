@@ -67,12 +67,6 @@ class SysfsRootError(PciPassthroughError):
     msg_fmt = "Cannot scan sysfs root %(path)s: %(reason)s."
 
 
-class DeviceReadError(PciPassthroughError):
-    """One device could not be read; the scan skips it and records why."""
-
-    msg_fmt = "Cannot read device at %(path)s: %(reason)s."
-
-
 # --- claims, tracker, ledger ---------------------------------------------
 
 class InvalidInstanceId(PciPassthroughError):
