@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
 )
 
 from pci_passthrough.netdev_name import check_netdev
-from pci_passthrough.netdev_state.errors import (
+from pci_passthrough.exception import (
     NetdevGone,
     NetdevPermissionDenied,
     NetdevStateError,

@@ -10,7 +10,7 @@ import re
 
 from pci_passthrough.netdev_name import EXPECTED as NETDEV_EXPECTED
 from pci_passthrough.netdev_name import is_valid_netdev_name
-from pci_passthrough.netdev_state.errors import (
+from pci_passthrough.exception import (
     InvalidNetdevState,
     NetdevStateMismatch,
 )
