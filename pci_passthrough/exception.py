@@ -136,6 +136,11 @@ class ReleaseRefused(PciPassthroughError):
                "freed while a network may still hold it. %(remedy)s")
 
 
+class MigrationNotPrepared(PciPassthroughError):
+    msg_fmt = ("Cannot confirm the incoming migration of instance "
+               "%(instance)s: %(reason)s.")
+
+
 # VF hygiene: reading and restoring a VF netdev's state.
 
 class InvalidNetdevState(PciPassthroughError):

@@ -36,8 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pci_passthrough import exception, ledger_readonly, ledger_schema
-from pci_passthrough.netdev_state import journal as netdev_journal
-from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.ledger_rows import (
     InvalidRow,
     check_address,
@@ -49,6 +47,8 @@ from pci_passthrough.ledger_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
 )
+from pci_passthrough.netdev_state import journal as netdev_journal
+from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.states import PortState
 
 CLAIMED = PortState.CLAIMED
@@ -508,7 +508,8 @@ class Ledger:
                 except sqlite3.Error as exc:
                     raise self._fail(str(exc)) from exc
             empty: Any = {}
-            return self._read_snapshot(fn, empty)
+            result: T = self._read_snapshot(fn, empty)
+            return result
 
     def records(self) -> list[LedgerRecord]:
         with self._lock:

@@ -142,9 +142,9 @@ def test_a_bad_row_is_an_error_naming_file_and_row(tmp_path, table, row,
 def test_a_journal_that_would_not_read_back_is_refused(tmp_path):
     with Ledger(tmp_path / "l.db") as led:
         with pytest.raises(exception.InvalidNetdevState,
-                           match="journal of device 0000:3b:02.0"), \
+                           match=r"journal of device 0000:3b:02\.0"), \
                 led.transaction() as txn:
-            txn.journal(ADDR, '{"version": 1}')
+            txn.journal(ADDR, "[]")
         with pytest.raises(exception.LedgerError, match="canonical PCI"), \
                 led.transaction() as txn:
             txn.journal("bogus", to_json(STATE))
