@@ -364,10 +364,13 @@ class HostAgent:
                 if finding.fixed:
                     LOG.info("Doctor fixed %s: %s (%s)", finding.subject,
                              finding.problem, finding.repair)
+                elif fix:
+                    LOG.warning("Doctor left %s: %s; %s", finding.subject,
+                                finding.problem, finding.left)
                 else:
-                    LOG.warning("Doctor: %s: %s; %s", finding.subject,
-                                finding.problem,
-                                finding.left or finding.repair)
+                    LOG.info("Doctor found %s: %s; repair: %s",
+                             finding.subject, finding.problem,
+                             finding.repair)
             return DoctorReport(findings=tuple(findings), fix=fix)
 
     def allocations(self, instance_uuid: str | None = None
@@ -597,7 +600,7 @@ class HostAgent:
     def _journal(self, alloc: Allocation) -> None:
         """Journal the VF netdev's state before its first plug; a netdev
         that cannot be read is plugged all the same, without journal."""
-        if not alloc.netdev:
+        if not alloc.netdev or not self._netdevs.touches_netdevs:
             return
         dev = self._tracker.devices().get(alloc.address)
         vf = None

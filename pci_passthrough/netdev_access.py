@@ -18,6 +18,10 @@ from pci_passthrough.netdev_state.record import NetdevState, RestoreStep
 class NetdevAccess(abc.ABC):
     """Reads and restores netdev states for the agent."""
 
+    #: False when this access deliberately reads no netdev: the agent
+    #: then journals nothing, silently.
+    touches_netdevs = True
+
     @abc.abstractmethod
     def read(self, netdev: str, vf: tuple[str, int] | None = None
              ) -> NetdevState | None:
@@ -68,6 +72,8 @@ class NetlinkAccess(NetdevAccess):
 class NoNetdevAccess(NetdevAccess):
     """For hosts whose netdevs are not real: every netdev reads as
     absent, so nothing is journalled or restored."""
+
+    touches_netdevs = False
 
     def read(self, netdev: str, vf: tuple[str, int] | None = None
              ) -> NetdevState | None:
