@@ -170,8 +170,16 @@ class HostAgent:
         confirmed within option incoming_migration_timeout; the
         instances released."""
         with self._open("expire_leases"):
-            return [inst for inst in self._expired(PortState.INCOMING)
-                    if self._expire(inst)]
+            expired = []
+            for inst in self._expired(PortState.INCOMING):
+                try:
+                    if self._expire(inst):
+                        expired.append(inst)
+                except exception.PciPassthroughError:
+                    # The claims stay, leased: the next refresh retries.
+                    LOG.exception("Cannot end the expired incoming "
+                                  "migration of instance %s", inst)
+            return expired
 
     def _expire(self, instance: str) -> bool:
         with self._instance("expire_leases", instance):

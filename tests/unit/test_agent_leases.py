@@ -169,3 +169,42 @@ def test_the_timeout_option_is_checked(tmp_path):
                                    group="pci_passthrough")
     finally:
         host.close()
+
+
+
+class Unreachable(LibvirtMacvtapDriver):
+    """libvirtd refusing deletes for a while: a fault the test driver
+    cannot produce on demand."""
+
+    down = True
+
+    def delete_network(self, name):
+        if self.down:
+            raise exception.NetworkOperationFailed(
+                network=name, operation="delete", reason="libvirtd down",
+                code=1)
+        return super().delete_network(name)
+
+
+def test_an_expiry_that_fails_is_retried_at_the_next_refresh(tmp_path,
+                                                             caplog):
+    host = Host(tmp_path / "h")
+    driver = Unreachable(host.conf, connection=host.conn)
+    agent = HostAgent(host.conf, network_driver=driver, clock=host.clock)
+    host.agents.append(agent)
+    try:
+        agent.start()
+        agent.prepare_incoming_migration(INST, PORTS)
+        host.clock.now += 1800
+        with caplog.at_level(logging.ERROR):
+            report = agent.refresh()  # the scan is reported all the same
+        assert report.vanished_in_use == ()
+        assert any("Cannot end the expired incoming migration" in
+                   r.getMessage() for r in caplog.records)
+        assert [a.state for a in agent.allocations(INST)] == [
+            PortState.INCOMING] * 2
+        driver.down = False
+        agent.refresh()
+        assert agent.allocations(INST) == [] and host.networks() == []
+    finally:
+        host.close()

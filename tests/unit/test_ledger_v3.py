@@ -1,9 +1,13 @@
 """Schema version 3: the VF journal and the migration leases, their
 validation, and the migration 2 -> 3 (all or nothing, like 1 -> 2)."""
 
+import contextlib
+import os
 import sqlite3
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as hst
 
 from pci_passthrough import exception, ledger_schema
 from pci_passthrough.claims import PortRequest
@@ -149,3 +153,62 @@ def test_a_journal_that_would_not_read_back_is_refused(tmp_path):
                 led.transaction() as txn:
             txn.journal("bogus", to_json(STATE))
         assert led.journals() == {}
+
+
+# -- hostile rows -------------------------------------------------------------
+
+EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "100"))
+PROFILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                          HealthCheck.too_slow])
+# NaN and None are NULL to SQLite, which the NOT NULL columns refuse.
+VALUES = hst.one_of(hst.none(), hst.integers(-2**63, 2**63 - 1),
+                    hst.floats(allow_nan=False), hst.text(max_size=40),
+                    hst.binary(max_size=20))
+
+
+@PROFILE
+@given(instance=VALUES, started=VALUES, row_version=VALUES)
+def test_any_lease_row_reads_back_or_is_refused_by_name(
+        tmp_path, instance, started, row_version):
+    path = tmp_path / "l.db"
+    if not path.exists():
+        Ledger(path).close()
+    assume(None not in (instance, started, row_version))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM leases")
+        conn.execute("INSERT INTO leases VALUES (?, ?, ?)",
+                     (instance, started, row_version))
+        conn.commit()
+    with Ledger(path) as led:
+        try:
+            leases = led.leases()
+        except exception.LedgerError as exc:
+            assert str(path) in str(exc) and "lease row" in str(exc)
+        else:
+            # REAL affinity may have turned text such as "5" into 5.0.
+            assert list(leases) == [instance] and row_version == 3
+
+
+@PROFILE
+@given(text=hst.one_of(VALUES, hst.builds(
+    lambda s, k, v: s.replace(k, v), hst.just(to_json(STATE)),
+    hst.sampled_from(['"mtu":1500', '"up":true', '"vf":{', '"version":1']),
+    hst.text(max_size=12))))
+def test_any_journal_row_reads_back_or_is_refused_by_name(tmp_path, text):
+    path = tmp_path / "l.db"
+    if not path.exists():
+        Ledger(path).close()
+    assume(text is not None)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DELETE FROM vf_journal")
+        conn.execute("INSERT INTO vf_journal VALUES (?, ?, 3)",
+                     (ADDR, text))
+        conn.commit()
+    with Ledger(path) as led:
+        try:
+            journals = led.journals()
+        except exception.LedgerError as exc:
+            assert str(path) in str(exc) and ADDR in str(exc)
+        else:
+            assert to_json(journals[ADDR]) == text
