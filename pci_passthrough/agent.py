@@ -864,7 +864,9 @@ class HostAgent:
                 continue  # in use: restored when released
             subject = f"device {address}"
             try:
-                current = self._netdevs.read(journal.netdev)
+                current = self._netdevs.read(
+                    journal.netdev,
+                    None if journal.vf is None else journal.vf.key)
             except exception.PciPassthroughError as exc:
                 current, problem = None, f"cannot be read ({exc})"
             else:

@@ -51,13 +51,15 @@ class NetlinkAccess(NetdevAccess):
              ) -> NetdevState | None:
         from pci_passthrough.netdev_state import netlink
 
-        try:
-            return netlink.read_state(netdev, vf, self.netns)
-        except exception.NetdevGone:
-            if vf is None:
-                return None
-            # The PF may be gone or not report its VFs while the VF's
-            # own netdev is there: journal what can be read.
+        if vf is not None:
+            try:
+                return netlink.read_state(netdev, vf, self.netns)
+            except exception.NetdevPermissionDenied:
+                raise
+            except exception.NetdevStateError:
+                # The PF may be gone, or not report this VF, while the
+                # VF's own netdev is there: journal what it tells.
+                pass
         try:
             return netlink.read_state(netdev, None, self.netns)
         except exception.NetdevGone:

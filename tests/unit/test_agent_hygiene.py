@@ -13,7 +13,7 @@ from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.netdev_access import NetlinkAccess, NoNetdevAccess
-from pci_passthrough.netdev_state import NetdevState
+from pci_passthrough.netdev_state import NetdevState, VfState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
@@ -162,3 +162,37 @@ def test_a_netdev_read_error_does_not_fail_the_plug(host, caplog):
         assert agent.plug(INST)
     assert any("it is not journalled" in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_vf_settings_on_the_pf_are_journalled_and_compared(host):
+    new_agent, netdevs, _ = host
+    agent = new_agent()
+    devices = agent._tracker.devices()
+    for state in list(netdevs.states.values()):
+        dev = next(d for d in devices.values() if d.netdev == state.netdev)
+        netdevs.states[state.netdev] = NetdevState(
+            netdev=state.netdev, mac=state.mac, mtu=1500, up=True,
+            vf=VfState(pf=dev.pf_netdev, index=dev.vf_index,
+                       mac="00:00:00:00:00:00", vlan=0, qos=0,
+                       vlan_proto=0x8100, spoof_check=True, trust=False))
+    agent.claim(INST, PORT)
+    (port,) = agent.plug(INST)
+    journal = agent._tracker.journals()[port.address]
+    assert journal.vf is not None and journal.vf.spoof_check is True
+    # The guest's MAC ends up as the VF's admin MAC on the PF; the
+    # restore at release cannot reach the netdev.
+    state = netdevs.states.pop(port.netdev)
+    agent.release(INST)
+    netdevs.states[port.netdev] = NetdevState(
+        netdev=state.netdev, mac=state.mac, mtu=1500, up=True,
+        vf=VfState(pf=state.vf.pf, index=state.vf.index, mac=GUEST,
+                   vlan=0, qos=0, vlan_proto=0x8100, spoof_check=True,
+                   trust=False))
+    (finding,) = agent.doctor().findings
+    assert f"vf.mac: '{GUEST}'" in finding.problem
+    # Only the admin MAC differs: the VF settings were read through
+    # the PF, not reported missing.
+    assert f"(vf.mac: '{GUEST}' (journal: '00:00:00:00:00:00'))" in \
+        finding.problem
+    assert agent.doctor(fix=True).findings[0].fixed
+    assert netdevs.states[port.netdev] == journal
