@@ -610,7 +610,7 @@ class HostAgent:
         that cannot be read is plugged all the same, without journal."""
         if not alloc.netdev or not self._netdevs.touches_netdevs:
             return
-        dev = self._tracker.devices().get(alloc.address)
+        dev = self._tracker.device(alloc.address)
         vf = None
         if dev is not None and dev.pf_netdev and dev.vf_index is not None:
             vf = (dev.pf_netdev, dev.vf_index)
@@ -920,7 +920,7 @@ class HostAgent:
                 return "claimed meanwhile"
             return self._restore(subject, journal)
         if kind is FindingKind.NETDEV_CHANGED:
-            dev = self._tracker.devices().get(subject)
+            dev = self._tracker.device(subject)
             if dev is None or not dev.netdev:
                 return "the device or its netdev is gone meanwhile"
             self._tracker.set_netdev(subject, dev.netdev)

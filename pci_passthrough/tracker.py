@@ -419,6 +419,12 @@ class HostTracker:
                          ", ".join(r.address for r in gone))
             return freed
 
+    def device(self, address: str) -> PciDevice | None:
+        """The assignable device at ``address`` in the last scan."""
+        with self._lock:
+            entry = self._entries.get(address)
+            return entry.device if entry else None
+
     def devices(self) -> dict[str, PciDevice]:
         """The assignable devices of the last scan, by address."""
         with self._lock:
