@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from pci_passthrough import devspec, exception, flavors, sysfs_scan
+from pci_passthrough import exception, sysfs_scan
 from pci_passthrough.claims import (
     Allocation,
     Explanation,
@@ -43,6 +43,7 @@ from pci_passthrough.network.base import (
     NetworkStatus,
 )
 from pci_passthrough.network.names import network_name, parse_network_name
+from pci_passthrough.settings import load_settings
 from pci_passthrough.states import NETWORKED, PortState, Repair
 from pci_passthrough.tracker import HostTracker
 
@@ -103,24 +104,22 @@ class HostAgent:
                  network_driver: NetworkDriver | None = None, *,
                  netdev_access: NetdevAccess | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        group = conf.pci_passthrough
+        # The whole configuration is validated here, before anything on the
+        # host is touched: no partial configuration is ever used.
+        settings = load_settings(conf)
         self._conf = conf
-        self._sysfs_root: str = group.sysfs_root
-        self._prefix: str = group.network_name_prefix
-        self._lease_timeout: int = group.incoming_migration_timeout
+        self._sysfs_root: str = settings.sysfs_root
+        self._prefix: str = settings.network_name_prefix
+        self._specs = settings.device_specs
+        self._flavors = settings.flavors
+        self._lease_timeout = settings.incoming_migration_timeout
         self._clock = clock
         if netdev_access is None:
             real = os.path.realpath(self._sysfs_root) == "/sys"
             netdev_access = NetlinkAccess() if real else NoNetdevAccess()
         self._netdevs = netdev_access
-        # The whole configuration is validated here, before anything on the
-        # host is touched: no partial configuration is ever used.
-        self._specs = devspec.parse_device_specs(group.device_spec)
-        self._flavors = flavors.parse_flavors(
-            group.flavor, known_tags=self._specs.tag_names,
-            special_attributes=group.special_attributes)
         self._driver = network_driver or load_network_driver(conf)
-        self._ledger = Ledger(group.state_path)
+        self._ledger = Ledger(settings.state_path)
         self._tracker = HostTracker(self._flavors, self._ledger)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

@@ -1,6 +1,7 @@
 """Immutable records of the SR-IOV devices a scan finds."""
 
 import dataclasses
+from typing import NamedTuple
 
 DEV_TYPE_PF = "type-PF"
 DEV_TYPE_VF = "type-VF"
@@ -8,14 +9,18 @@ DEV_TYPE_PCI = "type-PCI"
 DEV_TYPES = (DEV_TYPE_PF, DEV_TYPE_VF, DEV_TYPE_PCI)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PciDevice:
+class PciDevice(NamedTuple):
     """One SR-IOV physical or virtual function as sysfs shows it.
 
     Identifiers are normalised: ``address`` is ``dddd:bb:ss.f`` in lower
     case (the domain may have 5 hex digits), ``vendor_id`` and
     ``product_id`` are four lower-case hex digits without ``0x``.  A value
-    sysfs does not give is None.
+    sysfs does not give, or gives in a form that cannot be trusted, is
+    None.  A VF's MAC, link state and port attributes are not read (see
+    pci_passthrough.sysfs_scan), so they are None.
+
+    A named tuple rather than a dataclass: a scan makes one per VF, and a
+    frozen dataclass costs as much to build as a file read.
     """
 
     address: str
@@ -50,7 +55,9 @@ class PciDevice:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScanIssue:
-    """A device the scan skipped, with the path it failed on and why."""
+    """A problem the scan found: the path it is about (a file, a link or
+    a device directory) and what was wrong and expected.  The device it
+    concerns is not listed, unless the reason says it is kept."""
 
     path: str
     reason: str
@@ -66,16 +73,3 @@ class ScanResult:
 
     def by_address(self) -> dict[str, PciDevice]:
         return {dev.address: dev for dev in self.devices}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ScanDiff:
-    """What changed between two scans."""
-
-    added: tuple[PciDevice, ...]
-    removed: tuple[PciDevice, ...]
-    # (old, new) pairs of devices whose records differ.
-    changed: tuple[tuple[PciDevice, PciDevice], ...]
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)

@@ -49,6 +49,18 @@ class UnknownFlavor(PciPassthroughError):
     msg_fmt = "Unknown PCI flavor %(name)r; known flavors: %(known)s."
 
 
+class InvalidOption(ConfigError):
+    """An option other than device_spec and flavor; ``entry`` is the
+    value (or the list item) that is wrong, or where it was read."""
+
+    msg_fmt = ("Invalid value %(entry)s for option [%(group)s] "
+               "%(option)s: %(reason)s.")
+
+
+class ConfigFileError(ConfigError):
+    msg_fmt = "Cannot read configuration file %(path)s: %(reason)s."
+
+
 # --- discovery -----------------------------------------------------------
 
 class SysfsRootError(PciPassthroughError):

@@ -12,6 +12,21 @@ from oslo_config import cfg
 
 GROUP = "pci_passthrough"
 
+#: libvirt keeps a network in ``<name>.xml`` files: NAME_MAX (255) leaves
+#: 251 characters for the name.
+LIBVIRT_NETWORK_NAME_MAX = 251
+#: What follows the prefix: a canonical UUID, '-', a port index < 10000.
+NETWORK_NAME_SUFFIX_MAX = 36 + 1 + 4
+#: Longest prefix; with the suffix, far below LIBVIRT_NETWORK_NAME_MAX.
+NETWORK_NAME_PREFIX_MAX = 24
+# A letter or digit first: virsh would read a leading '-' as an option,
+# and a leading '.' hides the network's files.  \Z, not $: oslo.config
+# searches with the regex, and $ also matches before a final newline.
+NETWORK_NAME_PREFIX_REGEX = (
+    rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NETWORK_NAME_PREFIX_MAX - 1}}}\Z")
+NETWORK_NAME_PREFIX_EXPECTED = (
+    f"1 to {NETWORK_NAME_PREFIX_MAX} ASCII letters, digits, '_', '.' or "
+    f"'-', starting with a letter or digit")
 
 
 def _group() -> cfg.OptGroup:
@@ -43,7 +58,14 @@ discovery_opts = [
              "of regular expressions) or devname; every other key is a tag "
              "attached to the matching devices. A PF's address or devname "
              "also covers its VFs. The first matching spec decides. The "
-             "option may be given several times.",
+             "option may be given several times. Tag names are a letter "
+             "or '_' then up to 63 letters, digits, '_', '.' or '-'; "
+             "name, device_type, dev_type, numa_policy and numa_node are "
+             "reserved. Address regular expressions are matched in linear "
+             "time: backreferences, lookarounds, conditionals, atomic "
+             "groups and possessive repeats are refused, and a pattern "
+             "may have at most 256 characters and expand to at most 512 "
+             "states.",
     ),
 ]
 
@@ -56,14 +78,19 @@ flavor_opts = [
              "alias (vendor_id, product_id, device_type, numa_policy) and "
              "any tag that device_spec attaches. Flavors with the same "
              "name are alternatives. The option may be given several "
-             "times.",
+             "times. A name is 1 to 64 ASCII letters, digits, '_', '.' or "
+             "'-', not starting with '.' or '-', so that the command line "
+             "(FLAVOR[,FLAVOR...]) can name it.",
     ),
     cfg.ListOpt(
         "special_attributes",
         default=["group"],
         help="Attributes that never match by accident: a device carrying "
              "one of them is given only to a flavor that names that "
-             "attribute with an equal value.",
+             "attribute with an equal value. Each is a device_spec tag "
+             "name; keys every device has or that select devices "
+             "(address, vendor_id, product_id, devname, device_type, "
+             "dev_type, numa_policy, numa_node, name) are refused.",
     ),
     cfg.StrOpt(
         "state_path",
@@ -83,11 +110,12 @@ network_opts = [
     cfg.StrOpt(
         "network_name_prefix",
         default="pcipt-",
-        regex=r"^[A-Za-z0-9_.-]{1,24}$",
+        regex=NETWORK_NAME_PREFIX_REGEX,
         help="Prefix of the per-instance network names "
-             "(<prefix><instance uuid>-<port index>). Networks carrying it "
-             "belong to this library: reconciliation deletes those whose "
-             "instance holds no claim.",
+             "(<prefix><instance uuid>-<port index>): "
+             + NETWORK_NAME_PREFIX_EXPECTED + ". Networks whose whole name "
+             "has this form belong to this library: reconciliation deletes "
+             "those whose instance holds no claim.",
     ),
     cfg.IntOpt(
         "incoming_migration_timeout",

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pci_passthrough.address_regex import FieldRegex, RegexError
+
 # Nova's limits for device_spec addresses (nova/pci/utils.py). Devices in
 # Intel VMD domains (5 hex digits, 10000 and up) exceed MAX_DOMAIN in the
 # glob form, as in Nova; the dict form ({"domain": "1000[0-9]"}) and
@@ -19,6 +21,8 @@ _ADDRESS = re.compile(
     r"(?:0x)?([0-9a-f]{1,8}):(?:0x)?([0-9a-f]{1,2}):(?:0x)?([0-9a-f]{1,2})"
     r"\.(?:0x)?([0-7])\Z", re.IGNORECASE)
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
+# "0000:0a:00.0" with room for spaces and 0x prefixes.
+MAX_GLOB_CHARS = 64
 FIELDS = ("domain", "bus", "slot", "function")
 
 
@@ -69,6 +73,11 @@ class AddressGlob:
 
     @classmethod
     def parse(cls, text: str) -> "AddressGlob":
+        if len(text) > MAX_GLOB_CHARS:
+            raise AddressSyntaxError(
+                f"the address has {len(text)} characters; expected at most "
+                f"{MAX_GLOB_CHARS}, as in [[[[domain]:]bus]:][slot]"
+                f"[.[function]]")
         text = text.strip()
         if text.count(".") > 1:
             raise AddressSyntaxError(
@@ -124,9 +133,10 @@ def _glob_field(text: str, name: str, value: str,
 @dataclasses.dataclass(frozen=True, slots=True)
 class AddressRegex:
     """Nova's dict form: a regular expression per field, matched from the
-    start of the field; a missing field matches anything."""
+    start of the field; a missing field matches anything.  Patterns are
+    matched in linear time (see :mod:`pci_passthrough.address_regex`)."""
 
-    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    patterns: tuple[tuple[str, FieldRegex], ...]
 
     @classmethod
     def parse(cls, value: Mapping[str, Any]) -> "AddressRegex":
@@ -141,11 +151,12 @@ class AddressRegex:
                     f"the {key} field must be a regular expression "
                     f"string, not {type(pattern).__name__}")
             try:
-                patterns.append((key, re.compile(pattern)))
-            except re.error as exc:
+                patterns.append((key, FieldRegex(pattern)))
+            except RegexError as exc:
                 raise AddressSyntaxError(
-                    f"the {key} field {pattern!r} is not a valid regular "
-                    f"expression ({exc})") from None
+                    f"the {key} field {pattern[:40]!r}"
+                    f"{'...' if len(pattern) > 40 else ''} is refused: "
+                    f"{exc}") from None
         return cls(tuple(patterns))
 
     def match(self, address: str) -> bool:

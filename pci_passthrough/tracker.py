@@ -39,13 +39,14 @@ from pci_passthrough.device import (
     PciDevice,
     ScanResult,
 )
-from pci_passthrough.flavors import FlavorSet, FlavorSpec, parse_flavors
+from pci_passthrough.flavors import FlavorSet, FlavorSpec
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.netdev_name import is_valid_netdev_name
 from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
+from pci_passthrough.settings import load_settings
 from pci_passthrough.states import PortState, check_transition
 
 LOG = logging.getLogger(__name__)
@@ -96,14 +97,11 @@ class HostTracker:
                   ) -> tuple["HostTracker", ScanResult]:
         """Validate the whole configuration, open the ledger (read-only:
         see Ledger), scan sysfs."""
-        group = conf.pci_passthrough
-        specs = devspec.parse_device_specs(group.device_spec)
-        flavors = parse_flavors(group.flavor, known_tags=specs.tag_names,
-                                special_attributes=group.special_attributes)
-        scan = sysfs_scan.scan(sysfs_root or group.sysfs_root)
-        tracker = cls(flavors, Ledger(group.state_path,
-                                      readonly=readonly_ledger))
-        tracker.update_devices(scan, specs)
+        settings = load_settings(conf)
+        scan = sysfs_scan.scan(sysfs_root or settings.sysfs_root)
+        tracker = cls(settings.flavors, Ledger(settings.state_path,
+                                               readonly=readonly_ledger))
+        tracker.update_devices(scan, settings.device_specs)
         return tracker, scan
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import TypeAlias
 
 from oslo_config import cfg
 
-from pci_passthrough import exception, opts
+from pci_passthrough import exception, opts, settings
 from pci_passthrough.cli import log_setup
 
 LOG = logging.getLogger(__name__)
@@ -95,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     conf = build_conf(args)
     try:
-        conf(args, project="pci_passthrough", prog="pci-passthrough",
-             default_config_files=[], default_config_dirs=[])
-    except cfg.Error as exc:
+        settings.parse_command_line(
+            conf, args, project="pci_passthrough", prog="pci-passthrough",
+            default_config_files=[], default_config_dirs=[])
+    except (cfg.Error, exception.ConfigError) as exc:
         print(f"pci-passthrough: error: {exc}", file=sys.stderr)
         return 2
     log_setup.setup(conf, "pci_passthrough")
@@ -105,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf.command, "register_opts_fn", opts.register_opts)
     register(conf)
     try:
+        # Every command checks the whole configuration, as HostAgent does.
+        settings.load_settings(conf)
         code: int = conf.command.action_fn(conf)
     except exception.PciPassthroughError as exc:
         LOG.debug("Command failed", exc_info=True)

@@ -34,10 +34,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """The options scan reads: sysfs_root and device_spec. Not the
-    network drivers' (listing those loads every driver, with libvirt and
-    lxml), which scan never uses."""
-    conf.register_opts(opts.discovery_opts, group=opts.GROUP)
+    """The library's own options, which every command checks as HostAgent
+    does. Not the network drivers' (listing those loads every driver, with
+    libvirt and lxml), which scan never uses."""
+    conf.register_opts([*opts.discovery_opts, *opts.flavor_opts,
+                        *opts.network_opts], group=opts.GROUP)
 
 
 def device_row(dev: PciDevice,

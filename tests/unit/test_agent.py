@@ -186,22 +186,38 @@ def test_abort_incoming_migration_leaves_the_destination_clean(hosts):
     assert len(a.agent.allocations(inst)) == 2
 
 
+class FailingPortOneDriver(LibvirtMacvtapDriver):
+    """Fails the network of port 1.  The scanner refuses a VF whose
+    netdev name libvirt must never see, and the test driver accepts every
+    other network: this failure cannot be produced for real, so it is
+    injected."""
+
+    def ensure_network(self, spec):  # type: ignore[no-untyped-def]
+        if spec.name.endswith("-1"):
+            raise exception.NetworkOperationFailed(
+                network=spec.name, operation="define and start",
+                reason="injected failure", code=-1)
+        return super().ensure_network(spec)
+
+
 def test_failure_part_way_through_ports_undoes_the_ports_done(tmp_path):
-    # A VF whose netdev name libvirt must never see (':' is refused by the
-    # kernel's dev_valid_name): the second port's network fails.
     layout = st.HostLayout((
         st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=1,
                     netdev="ens1f0"),
         st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=1,
-                    netdev="ens2f0np0", vf_netdevs=("bad:name",)),
+                    netdev="ens2f0np0"),
     ))
     host = SimHost(tmp_path / "h", layout)
+    host.agent.close()
+    host.agent = HostAgent(host.conf, network_driver=FailingPortOneDriver(
+        host.conf, connection=host.conn))
+    host.agent.start()
     inst = new_uuid()
     with pytest.raises(exception.NetworkDriverError) as err:
         host.agent.prepare_incoming_migration(inst, PORTS)
     message = str(err.value)
     assert f"instance {inst} port 1" in message
-    assert f"{PREFIX}{inst}-1" in message and "bad:name" in message
+    assert f"{PREFIX}{inst}-1" in message and "injected" in message
     assert host.networks() == {} and host.agent.allocations() == []
     # plug() after a successful claim: its networks are undone, the
     # claims kept for the caller to release.

@@ -315,8 +315,8 @@ def test_default_logging_reports_a_skipped_device_on_stderr(tmp_path,
     (line,) = proc.stderr.splitlines()
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \d+ WARNING "
-        r"pci_passthrough\.sysfs_scan \[-\] Skipping SR-IOV device at "
-        r".*0000:5e:01\.0.*", line)
+        r"pci_passthrough\.sysfs_scan \[-\] sysfs .*0000:5e:01\.0.*"
+        r"vanished.*", line)
 
 
 def imported_modules(path):

@@ -175,7 +175,7 @@ def test_a_renamed_netdev_is_recorded_and_its_network_follows(host):
     os.rename(dev / "net" / port.netdev, dev / "net" / new)
     cls = host.tree.root / "class" / "net"
     os.unlink(cls / port.netdev)
-    os.symlink(dev / "net" / new, cls / new)
+    os.symlink(os.path.relpath(dev / "net" / new, cls), cls / new)
     report = host.agent.doctor()
     assert sorted(f.kind for f in report.findings) == sorted([
         FindingKind.NETDEV_CHANGED, FindingKind.DRIFTED_NETWORK])

@@ -1,6 +1,7 @@
 """The sysfs tree builder itself: the kernel's layout, with real links."""
 
 import os
+import stat
 
 import pytest
 
@@ -75,3 +76,38 @@ def test_demo_hosts_scan_as_described(tmp_path, layout):
     tagged = [specs.match(v) for v in vfs]
     assert sum(1 for t in tagged if t and t.get("group") == "grp1") == 3
     assert all(t is not None for t in tagged)
+
+
+@pytest.mark.parametrize("kind,check", [
+    ("fifo", stat.S_ISFIFO), ("socket", stat.S_ISSOCK),
+    ("char-device", stat.S_ISCHR)])
+def test_make_special_replaces_a_file_or_link(tmp_path, kind, check):
+    tree = st.build_tree(tmp_path, st.HostLayout((
+        st.PfLayout("intel-e810", "0000:5e:00.0", numvfs=1),)))
+    for path in (tree.device_dir("0000:5e:00.0") / "numa_node",
+                 tree.device_dir("0000:5e:00.0") / "driver"):
+        try:
+            st.make_special(path, kind)
+        except PermissionError:
+            pytest.skip("making a device node needs CAP_MKNOD")
+        assert check(path.lstat().st_mode)
+    with pytest.raises(ValueError, match="unknown kind 'pipe'"):
+        st.make_special(tmp_path / "x", "pipe")
+
+
+def test_relink_and_rename_netdev(tmp_path):
+    tree = st.build_tree(tmp_path, st.HostLayout((
+        st.PfLayout("intel-e810", "0000:5e:00.0", numvfs=1,
+                    netdev="ens1"),)))
+    vf = tree.vfs[0]
+    st.rename_netdev(tree, vf.address, b"\xffname")
+    raw = os.fsencode(tree.root / "class" / "net") + b"/\xffname"
+    assert os.path.isdir(raw)
+    assert os.readlink(raw).endswith(
+        os.fsencode(f"{vf.address}/net/") + b"\xffname")
+    assert os.listdir(vf.path / "net") == [os.fsdecode(b"\xffname")]
+    link = tree.device_dir("0000:5e:00.0") / "virtfn0"
+    st.relink(link, "../nowhere")
+    assert os.readlink(link) == "../nowhere"
+    st.relink(tree.device_dir("0000:5e:00.0") / "vendor", "/etc")
+    assert (tree.device_dir("0000:5e:00.0") / "vendor").is_symlink()

@@ -2,9 +2,11 @@
 
     tox -e bench                  # all of them
     tox -e bench -- scan tracker  # only bench_scan.py and bench_tracker.py
+    tox -e bench -- config        # bench_config.py: settings and regexes
     tox -e bench -- ledger        # ledger open and load at 1k/16k rows
 
-bench_agent_memory.py (claim/release memory), bench_hygiene.py (netdev
+bench_agent_memory.py (claim/release memory), bench_config.py
+(settings and regexes), bench_hygiene.py (netdev
 state), bench_ledger.py (ledger load), bench_network.py (plug/release,
 reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of
 the pci-passthrough command) and
