@@ -5,6 +5,8 @@ import os
 
 import libvirt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.doctor import FindingKind
@@ -13,6 +15,7 @@ from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.netdev_state import NetdevState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+from pci_passthrough.network.names import parse_network_name
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
 FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
@@ -273,3 +276,53 @@ def test_the_report_as_json(host):
         "problem": f"instance {OTHER} port 3 holds no claim here",
         "repair": "delete the network", "fixable": True, "fixed": False,
         "left": None}]}
+
+
+# -- hostile names ----------------------------------------------------------
+
+EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "25"))
+NAME_PARTS = hst.sampled_from([
+    PREFIX, "pcipt", "PCIPT-", "default", OTHER, OTHER.upper(), INST,
+    "-0", "-1", "-01", "-9999", "-10000", "-", "x", " ", ".", "-copy"])
+# Whole names of ours and near misses: upper case, port 10000, a tail.
+ORPHAN_NAMES = hst.builds(
+    lambda u, port, upper, tail: (
+        f"{PREFIX}{str(u).upper() if upper else u}-{port}{tail}"),
+    hst.uuids(), hst.integers(0, 10001), hst.booleans(),
+    hst.sampled_from(["", "", "", "-0", "x", " "]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(names=hst.lists(hst.one_of(
+    ORPHAN_NAMES,
+    hst.lists(NAME_PARTS, min_size=1, max_size=4).map("".join)),
+    max_size=5, unique=True))
+def test_fix_deletes_exactly_the_orphans_that_parse_whole(host, names):
+    (port,) = host.agent.allocations() or [None]
+    if port is None:
+        host.plugged()
+    mine = host.agent.network_name(INST, 0)
+    for net in host.conn.listAllNetworks(0):
+        if net.name() not in ("default", mine):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+    made = set()
+    for name in names:
+        if name in ("default", mine) or not name.strip() or "/" in name:
+            continue
+        try:
+            host.conn.networkDefineXML(
+                f"<network><name>{name}</name><forward mode='bridge'>"
+                f"<interface dev='eth0'/></forward></network>")
+        except libvirt.libvirtError:
+            continue  # a name libvirt itself refuses
+        made.add(name)
+    orphans = {n for n in made
+               if parse_network_name(PREFIX, n) is not None}
+    report = host.agent.doctor(fix=True)
+    assert {f.subject for f in report.findings} == {
+        f"network {n}" for n in orphans}
+    assert set(host.names()) == (made - orphans) | {"default", mine}
