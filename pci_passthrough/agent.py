@@ -98,12 +98,16 @@ class HostAgent:
         netdevs that are not this host's.
     :param clock: seconds since the epoch (time.time); tests pass a
         clock they control, for migration leases.
+    :param readonly: open the ledger read-only (see Ledger): for
+        commands that only look, such as ``doctor`` without fix; every
+        call that would change a claim raises LedgerError.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  network_driver: NetworkDriver | None = None, *,
                  netdev_access: NetdevAccess | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 readonly: bool = False) -> None:
         # The whole configuration is validated here, before anything on the
         # host is touched: no partial configuration is ever used.
         settings = load_settings(conf)
@@ -119,7 +123,7 @@ class HostAgent:
             netdev_access = NetlinkAccess() if real else NoNetdevAccess()
         self._netdevs = netdev_access
         self._driver = network_driver or load_network_driver(conf)
-        self._ledger = Ledger(settings.state_path)
+        self._ledger = Ledger(settings.state_path, readonly=readonly)
         self._tracker = HostTracker(self._flavors, self._ledger)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

@@ -45,7 +45,9 @@ def run(conf: cfg.ConfigOpts) -> int:
     conf.set_override("sysfs_root", sysfs_root(conf),
                       group="pci_passthrough")
     try:
-        with HostAgent(conf) as agent:
+        # Without --fix nothing is written: the ledger is read-only (a
+        # missing one reads as no claims and is not created).
+        with HostAgent(conf, readonly=not conf.command.fix) as agent:
             report = agent.doctor(fix=conf.command.fix)
     except exception.PciPassthroughError as exc:
         LOG.debug("doctor failed", exc_info=True)

@@ -23,9 +23,13 @@ def conf(tmp_path, libvirt_conn):  # noqa: F811
             net.undefine()
 
 
-def test_a_clean_host_exits_0(conf, capsys):
+def test_a_clean_host_exits_0_and_doctor_alone_writes_nothing(
+        conf, tmp_path, capsys):
     assert main.main(["--config-file", conf, "doctor"]) == 0
     assert "No findings." in capsys.readouterr().out
+    assert not (tmp_path / "claims.db").exists()
+    assert main.main(["--config-file", conf, "doctor", "--fix"]) == 0
+    assert (tmp_path / "claims.db").exists()
 
 
 def test_findings_exit_1_and_fix_repairs_them(conf, libvirt_conn,  # noqa: F811
