@@ -382,9 +382,12 @@ class HostTracker:
                 mine = [r for r in self._held.values()
                         if r.instance_uuid == instance]
                 if not mine:
-                    # Freed meanwhile (by another process, say): a change
-                    # from "no claim" that the table must allow.
-                    check_transition(instance, "-", PortState.NONE, state)
+                    # Freed meanwhile (by another process, say).  Only a
+                    # claim starts from "no claim", and a claim is not a
+                    # transition: even NONE -> INCOMING is refused here.
+                    raise exception.InvalidStateTransition(
+                        instance=instance, port="-", old=PortState.NONE,
+                        new=state, allowed="nothing but a new claim")
                 for rec in mine:
                     check_transition(instance, rec.port_index, rec.state,
                                      state)

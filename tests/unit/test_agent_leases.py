@@ -208,3 +208,25 @@ def test_an_expiry_that_fails_is_retried_at_the_next_refresh(tmp_path,
         assert agent.allocations(INST) == [] and host.networks() == []
     finally:
         host.close()
+
+
+def test_an_incoming_claim_freed_midway_leaves_no_network(host):
+    # Another process (the CLI's free) frees the instance while its
+    # incoming networks are being defined.
+    other = host.new_agent()
+
+    class FreedMidway(LibvirtMacvtapDriver):
+        def ensure_network(self, spec):
+            changed = super().ensure_network(spec)
+            if spec.name.endswith("-0"):
+                other.release(INST)
+            return changed
+
+    agent = HostAgent(host.conf, network_driver=FreedMidway(
+        host.conf, connection=host.conn), clock=host.clock)
+    host.agents.append(agent)
+    agent.start()
+    with pytest.raises(exception.InvalidStateTransition,
+                       match="cannot go from state none to incoming"):
+        agent.prepare_incoming_migration(INST, PORTS)
+    assert host.networks() == [] and agent.allocations() == []
