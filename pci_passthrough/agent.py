@@ -6,6 +6,11 @@ network driver together.  It is the one path by which claims change
 together.  Each method is idempotent: calling it again after success, or
 after a crash part-way, converges to the same state.  A failure part-way
 through several ports undoes what the call did.
+
+A live migration's claims are leased on both hosts (incoming, outgoing)
+until confirmed; a VF's netdev state is journalled before its plug and
+restored after; doctor() compares all of it with the host and repairs
+what is safe.
 """
 
 import dataclasses
@@ -727,7 +732,6 @@ class HostAgent:
                     f"held {have.netdev}, the ledger says {spec.netdev}"))
         return actions
 
-
     # -- doctor ----------------------------------------------------------
 
     def _examine(self) -> list[Finding]:
@@ -750,18 +754,19 @@ class HostAgent:
 
     def _lease_findings(self) -> list[Finding]:
         found = []
-        minutes = f"{self._lease_timeout} s"
+        limit = f"{self._lease_timeout} s (option incoming_migration_" \
+            f"timeout)"
         for inst in self._expired(PortState.INCOMING):
             found.append(Finding(
                 FindingKind.LEASE_EXPIRED, f"instance {inst}",
                 f"its incoming migration was not confirmed within "
-                f"{minutes}", "release it here: delete its networks, "
+                f"{limit}", "release it here: delete its networks, "
                 "restore its VFs, free its claims", fixable=True))
         for inst in self._expired(PortState.OUTGOING):
             found.append(Finding(
                 FindingKind.STALE_OUTGOING, f"instance {inst}",
                 f"its outgoing migration neither completed nor aborted "
-                f"within {minutes}",
+                f"within {limit}",
                 "find where the guest runs: call "
                 "complete_outgoing_migration if on the destination, "
                 "abort_outgoing_migration if here", fixable=False))
