@@ -326,3 +326,25 @@ def test_fix_deletes_exactly_the_orphans_that_parse_whole(host, names):
     assert {f.subject for f in report.findings} == {
         f"network {n}" for n in orphans}
     assert set(host.names()) == (made - orphans) | {"default", mine}
+
+
+def test_a_driver_without_network_status_is_examined_by_its_listing(
+        tmp_path):
+    from pci_passthrough.network.noop import NoopDriver
+
+    conf, _ = simulated_host(tmp_path / "n", LAYOUT, device_specs=SPECS,
+                             flavors=FLAVORS)
+    driver = NoopDriver(conf)
+    agent = HostAgent(conf, network_driver=driver)
+    try:
+        agent.start()
+        agent.claim(INST, [PortRequest(0, flavor="net1")])
+        (port,) = agent.plug(INST)
+        assert agent.doctor().findings == ()
+        driver.delete_network(port.network)
+        (finding,) = agent.doctor(fix=True).findings
+        assert finding.kind is FindingKind.MISSING_NETWORK
+        assert finding.fixed and port.network in driver.list_networks(
+            PREFIX)
+    finally:
+        agent.close()
