@@ -6,10 +6,17 @@ network driver together.  It is the one path by which claims change
 together.  Each method is idempotent: calling it again after success, or
 after a crash part-way, converges to the same state.  A failure part-way
 through several ports undoes what the call did.
+
+A live migration's claims are leased on both hosts (incoming, outgoing)
+until confirmed; a VF's netdev state is journalled before its plug and
+restored after; doctor() compares all of it with the host and repairs
+what is safe.
 """
 
 import dataclasses
+import os
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
@@ -24,13 +31,25 @@ from pci_passthrough.claims import (
     PortRequest,
     UpdateReport,
 )
+from pci_passthrough.doctor import DoctorReport, Finding, FindingKind
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger
+from pci_passthrough.netdev_access import (
+    NetdevAccess,
+    NetlinkAccess,
+    NoNetdevAccess,
+)
+from pci_passthrough.netdev_state import journal as netdev_journal
+from pci_passthrough.netdev_state.record import NetdevState, diff
 from pci_passthrough.network import load_network_driver
-from pci_passthrough.network.base import NetworkDriver, NetworkSpec
+from pci_passthrough.network.base import (
+    NetworkDriver,
+    NetworkSpec,
+    NetworkStatus,
+)
 from pci_passthrough.network.names import network_name, parse_network_name
 from pci_passthrough.settings import load_settings
-from pci_passthrough.states import NETWORKED, Repair
+from pci_passthrough.states import NETWORKED, PortState, Repair
 from pci_passthrough.tracker import HostTracker
 
 LOG = logging.getLogger(__name__)
@@ -77,10 +96,23 @@ class HostAgent:
         been parsed.
     :param network_driver: a driver instance to use instead of the one the
         option ``network_driver`` names (tests and embedding services).
+    :param netdev_access: how VF netdev states are read and restored
+        (VF hygiene).  Default: netlink when ``sysfs_root`` is the
+        host's own /sys; nothing at all (NoNetdevAccess) when it points
+        elsewhere, since a relocated sysfs tree (tests, demos) names
+        netdevs that are not this host's.
+    :param clock: seconds since the epoch (time.time); tests pass a
+        clock they control, for migration leases.
+    :param readonly: open the ledger read-only (see Ledger): for
+        commands that only look, such as ``doctor`` without fix; every
+        call that would change a claim raises LedgerError.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
-                 network_driver: NetworkDriver | None = None) -> None:
+                 network_driver: NetworkDriver | None = None, *,
+                 netdev_access: NetdevAccess | None = None,
+                 clock: Callable[[], float] = time.time,
+                 readonly: bool = False) -> None:
         # The whole configuration is validated here, before anything on the
         # host is touched: no partial configuration is ever used.
         settings = load_settings(conf)
@@ -89,8 +121,14 @@ class HostAgent:
         self._prefix: str = settings.network_name_prefix
         self._specs = settings.device_specs
         self._flavors = settings.flavors
+        self._lease_timeout = settings.incoming_migration_timeout
+        self._clock = clock
+        if netdev_access is None:
+            real = os.path.realpath(self._sysfs_root) == "/sys"
+            netdev_access = NetlinkAccess() if real else NoNetdevAccess()
+        self._netdevs = netdev_access
         self._driver = network_driver or load_network_driver(conf)
-        self._ledger = Ledger(settings.state_path)
+        self._ledger = Ledger(settings.state_path, readonly=readonly)
         self._tracker = HostTracker(self._flavors, self._ledger)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -127,9 +165,41 @@ class HostAgent:
             )
 
     def refresh(self) -> UpdateReport:
-        """Rescan sysfs (nova-compute's periodic task)."""
+        """Rescan sysfs (nova-compute's periodic task), and end the
+        incoming migrations whose lease expired unconfirmed (their
+        networks deleted, their claims freed, logged)."""
         with self._open("refresh"):
-            return self._refresh()
+            report = self._refresh()
+            self.expire_leases()
+            return report
+
+    def expire_leases(self) -> list[str]:
+        """Release every instance whose incoming migration was not
+        confirmed within option incoming_migration_timeout; the
+        instances released."""
+        with self._open("expire_leases"):
+            expired = []
+            for inst in self._expired(PortState.INCOMING):
+                try:
+                    if self._expire(inst):
+                        expired.append(inst)
+                except exception.PciPassthroughError:
+                    # The claims stay, leased: the next refresh retries.
+                    LOG.exception("Cannot end the expired incoming "
+                                  "migration of instance %s", inst)
+            return expired
+
+    def _expire(self, instance: str) -> bool:
+        with self._instance("expire_leases", instance):
+            # Confirmed or aborted meanwhile?
+            if instance not in self._expired(PortState.INCOMING):
+                return False
+            LOG.warning("Incoming migration of instance %s was not "
+                        "confirmed within %d s: deleting its networks and "
+                        "freeing its claims here", instance,
+                        self._lease_timeout)
+            self._release(instance)
+            return True
 
     def close(self) -> None:
         """Wait for the operations in progress, then release the driver
@@ -200,14 +270,16 @@ class HostAgent:
             held = {a.port_index for a in
                     self._tracker.allocations(instance_uuid)}
             try:
-                self._claim(instance_uuid, ports, numa_cells)
+                self._claim(instance_uuid, ports, numa_cells,
+                            incoming=True)
             except (exception.ClaimFailed,
                     exception.InvalidPortRequest) as exc:
                 raise exception.MigrationRefused(
                     instance=instance_uuid,
                     reason=str(exc).rstrip(".")) from exc
+            fresh = {p.index for p in ports} - held
             try:
-                return self._plug(instance_uuid)
+                return self._plug(instance_uuid, fresh)
             except BaseException:
                 if not held:
                     # Everything here was made by this call: undo it all.
@@ -220,9 +292,57 @@ class HostAgent:
                                       "migration retries", instance_uuid)
                 raise
 
+    def complete_incoming_migration(self, instance_uuid: str
+                                    ) -> list[Allocation]:
+        """On the destination, once the migration succeeded (Nova's
+        post_live_migration_at_destination): the incoming claims become
+        ordinary plugged ones and their lease ends.  Idempotent.
+
+        :raises MigrationNotPrepared: the instance holds nothing here
+            (never prepared, aborted, or its lease expired).
+        """
+        with self._instance("complete_incoming_migration", instance_uuid):
+            allocs = self._tracker.allocations(instance_uuid)
+            if not allocs:
+                raise exception.MigrationNotPrepared(
+                    instance=instance_uuid,
+                    reason="it holds no claim here: never prepared, "
+                           "aborted, or its lease expired after "
+                           f"{self._lease_timeout} s (option "
+                           f"incoming_migration_timeout)")
+            if all(a.state == PortState.PLUGGED for a in allocs):
+                return self._named(allocs)
+            return self._named(self._tracker.transition(
+                instance_uuid, PortState.PLUGGED))
+
+    def begin_outgoing_migration(self, instance_uuid: str
+                                 ) -> list[Allocation]:
+        """On the source, as a live migration starts: the instance's
+        ports become outgoing, so that doctor reports a migration that
+        neither completes nor aborts within
+        option incoming_migration_timeout.  Idempotent; an instance
+        holding nothing here has nothing to do."""
+        with self._instance("begin_outgoing_migration", instance_uuid):
+            if not self._tracker.allocations(instance_uuid):
+                return []
+            return self._named(self._tracker.transition(
+                instance_uuid, PortState.OUTGOING,
+                lease_started=self._clock()))
+
+    def abort_outgoing_migration(self, instance_uuid: str
+                                 ) -> list[PluggedPort]:
+        """On the source, after a failed migration: the ports are plugged
+        again here and their networks ensured."""
+        with self._instance("abort_outgoing_migration", instance_uuid):
+            if not self._tracker.allocations(instance_uuid):
+                return []
+            self._tracker.transition(instance_uuid, PortState.PLUGGED)
+            return self._plug(instance_uuid)
+
     def complete_outgoing_migration(self, instance_uuid: str) -> None:
         """On the source, after a successful migration: delete this host's
-        networks of the instance and free its devices."""
+        networks of the instance, restore its VFs' netdev states and free
+        its devices."""
         with self._instance("complete_outgoing_migration", instance_uuid):
             self._release(instance_uuid)
 
@@ -241,6 +361,33 @@ class HostAgent:
         """
         with self._instance("release", instance_uuid):
             return self._release(instance_uuid)
+
+    def doctor(self, fix: bool = False) -> DoctorReport:
+        """Compare the ledger with sysfs, libvirt's networks and the VF
+        netdevs, now, and say what is wrong; with ``fix``, repair what is
+        safe and ours (orphan, missing, inactive and drifted networks,
+        renamed netdevs, unrestored VF states, expired incoming leases)
+        and say what was left and why.  A network whose whole name does
+        not parse as ours, libvirt's "default" among them, and a device
+        no claim of ours explains are never touched.
+        """
+        with self._open("doctor"):
+            self._refresh()
+            findings = self._examine()
+            if fix:
+                findings = [self._repair(f) for f in findings]
+            for finding in findings:
+                if finding.fixed:
+                    LOG.info("Doctor fixed %s: %s (%s)", finding.subject,
+                             finding.problem, finding.repair)
+                elif fix:
+                    LOG.warning("Doctor left %s: %s; %s", finding.subject,
+                                finding.problem, finding.left)
+                else:
+                    LOG.info("Doctor found %s: %s; repair: %s",
+                             finding.subject, finding.problem,
+                             finding.repair)
+            return DoctorReport(findings=tuple(findings), fix=fix)
 
     def allocations(self, instance_uuid: str | None = None
                     ) -> list[Allocation]:
@@ -320,7 +467,8 @@ class HostAgent:
                         del self._instance_locks[instance_uuid]
 
     def _claim(self, instance_uuid: str, ports: Sequence[PortRequest],
-               numa_cells: Collection[int] | None) -> list[Allocation]:
+               numa_cells: Collection[int] | None,
+               incoming: bool = False) -> list[Allocation]:
         _check_request(ports, numa_cells)
         if not self._scanned:
             # A claim before start() would see no device at all.
@@ -331,8 +479,14 @@ class HostAgent:
         if held:
             self._check_repeated(instance_uuid, ports, held)
         missing = [p for p in ports if p.index not in held]
-        new = (self._tracker.claim(instance_uuid, missing, numa_cells)
-               if missing else [])
+        if not missing:
+            new = []
+        elif incoming:
+            new = self._tracker.claim(
+                instance_uuid, missing, numa_cells,
+                state=PortState.INCOMING, lease_started=self._clock())
+        else:
+            new = self._tracker.claim(instance_uuid, missing, numa_cells)
         wanted = {p.index for p in ports}
         result = [a for a in held.values() if a.port_index in wanted]
         return sorted([*result, *new], key=lambda a: a.port_index)
@@ -375,11 +529,20 @@ class HostAgent:
             name=self._name(alloc.instance_uuid, alloc.port_index),
             netdev=alloc.netdev, vlan=alloc.vlan)
 
-    def _plug(self, instance_uuid: str) -> list[PluggedPort]:
+    def _plug(self, instance_uuid: str,
+              fresh: Collection[int] = ()) -> list[PluggedPort]:
+        """Ensure the networks of the instance's ports; ``fresh``: ports
+        an incoming migration just claimed (their VFs' state is
+        journalled, as a claimed port's is)."""
         allocs = sorted(self._tracker.allocations(instance_uuid),
                         key=lambda a: a.port_index)
         if not allocs:
             return []
+        states = {a.state for a in allocs}
+        # Incoming and outgoing ports keep their lease; anything else
+        # becomes plugged (a mix is refused by the transition table).
+        target = (states.pop() if len(states) == 1 and states <= {
+            PortState.INCOMING, PortState.OUTGOING} else PortState.PLUGGED)
         # Networks of ports not plugged before this call: they are this
         # call's to remove if it fails.  A plugged port's network may
         # carry a running guest and is left alone.
@@ -392,6 +555,9 @@ class HostAgent:
                     # Before the step: a step that fails part-way may
                     # leave the network defined.
                     touched.append(spec.name)
+                if alloc.state == PortState.CLAIMED or \
+                        alloc.port_index in fresh:
+                    self._journal(alloc)
                 self._call(instance_uuid, alloc.port_index, spec.name,
                            self._driver.ensure_network, spec)
                 xml = self._call(instance_uuid, alloc.port_index,
@@ -403,7 +569,7 @@ class HostAgent:
                     mac=alloc.mac, interface_xml=xml))
             # Refused when the claims were freed meanwhile (another
             # process's free): the networks just made then go too.
-            self._tracker.allocate(instance_uuid)
+            self._tracker.transition(instance_uuid, PortState(target))
         except BaseException as exc:
             LOG.warning("Plugging instance %s failed (%s); removing the "
                         "networks it touched: %s", instance_uuid, exc,
@@ -435,7 +601,73 @@ class HostAgent:
             # device is never handed out while a network still holds it.
             self._call(instance, port, name, self._driver.delete_network,
                        name)
+        # The networks are gone: the VFs get back the state they had
+        # before their plug.  One that cannot is freed all the same (a
+        # destroy must succeed) but keeps its journal, which keeps it
+        # from being handed out until doctor --fix restores it.
+        journals = self._tracker.journals()
+        for alloc in self._tracker.allocations(instance):
+            if alloc.address in journals:
+                self._restore(alloc.address, journals[alloc.address])
         return self._tracker.free(instance)
+
+    # -- VF hygiene ------------------------------------------------------
+
+    def _journal(self, alloc: Allocation) -> None:
+        """Journal the VF netdev's state before its first plug; a netdev
+        that cannot be read is plugged all the same, without journal."""
+        if not alloc.netdev or not self._netdevs.touches_netdevs:
+            return
+        dev = self._tracker.device(alloc.address)
+        vf = None
+        if dev is not None and dev.pf_netdev and dev.vf_index is not None:
+            vf = (dev.pf_netdev, dev.vf_index)
+        try:
+            state = self._netdevs.read(alloc.netdev, vf)
+        except exception.PciPassthroughError as exc:
+            LOG.warning("Cannot read the state of netdev %s of device %s "
+                        "before plugging it (%s); it is not journalled and "
+                        "will not be restored", alloc.netdev, alloc.address,
+                        exc)
+            return
+        if state is None:
+            LOG.warning("Netdev %s of device %s does not exist here; its "
+                        "state is not journalled", alloc.netdev,
+                        alloc.address)
+            return
+        if self._tracker.journal(alloc.address,
+                                 netdev_journal.to_json(state)):
+            LOG.info("Journalled netdev %s of device %s: %s", alloc.netdev,
+                     alloc.address, netdev_journal.to_json(state))
+
+    def _restore(self, address: str, journal: NetdevState) -> str | None:
+        """Restore the journalled state, then forget the journal; None,
+        or why it could not."""
+        try:
+            steps = self._netdevs.restore(journal)
+        except exception.PciPassthroughError as exc:
+            LOG.warning("Cannot restore netdev %s of device %s (%s); the "
+                        "device is not handed out until doctor --fix "
+                        "restores it", journal.netdev, address, exc)
+            return str(exc)
+        self._tracker.forget_journal(address)
+        LOG.info("Restored netdev %s of device %s%s", journal.netdev,
+                 address, ": " + "; ".join(map(str, steps)) if steps
+                 else " (unchanged)")
+        return None
+
+    def _expired(self, state: PortState) -> list[str]:
+        """Instances whose ports are all in ``state`` and whose lease
+        started longer ago than the timeout."""
+        now = self._clock()
+        leases = self._tracker.leases()
+        by_instance: dict[str, set[str]] = {}
+        for alloc in self._tracker.allocations():
+            by_instance.setdefault(alloc.instance_uuid, set()).add(
+                alloc.state)
+        return [inst for inst, started in sorted(leases.items())
+                if by_instance.get(inst) == {state}
+                and now - started >= self._lease_timeout]
 
     def _call(self, instance_uuid: str, port: int | str, name: str,
               fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -500,6 +732,226 @@ class HostAgent:
                     f"held {have.netdev}, the ledger says {spec.netdev}"))
         return actions
 
+    # -- doctor ----------------------------------------------------------
+
+    def _examine(self) -> list[Finding]:
+        # An expired lease's repair is its release: its ports' networks
+        # and devices are not examined one by one.
+        expired = set(self._expired(PortState.INCOMING))
+        allocs = [a for a in self._tracker.allocations()
+                  if a.instance_uuid not in expired]
+        present = self._driver.network_status(self._prefix)
+        findings = [*self._lease_findings(),
+                    *self._network_findings(allocs, present),
+                    *self._device_findings(allocs),
+                    *self._free_vf_findings(present),
+                    *self._journal_findings(),
+                    # Placement, where configured, adds its findings
+                    # here (kind FindingKind.PLACEMENT): usage and
+                    # consumers against self._tracker.allocations().
+                    ]
+        return findings
+
+    def _lease_findings(self) -> list[Finding]:
+        found = []
+        limit = f"{self._lease_timeout} s (option incoming_migration_" \
+            f"timeout)"
+        for inst in self._expired(PortState.INCOMING):
+            found.append(Finding(
+                FindingKind.LEASE_EXPIRED, f"instance {inst}",
+                f"its incoming migration was not confirmed within "
+                f"{limit}", "release it here: delete its networks, "
+                "restore its VFs, free its claims", fixable=True))
+        for inst in self._expired(PortState.OUTGOING):
+            found.append(Finding(
+                FindingKind.STALE_OUTGOING, f"instance {inst}",
+                f"its outgoing migration neither completed nor aborted "
+                f"within {limit}",
+                "find where the guest runs: call "
+                "complete_outgoing_migration if on the destination, "
+                "abort_outgoing_migration if here", fixable=False))
+        return found
+
+    def _network_findings(self, allocs: list[Allocation],
+                          present: dict[str, NetworkStatus]
+                          ) -> list[Finding]:
+        found = []
+        held = {(a.instance_uuid, a.port_index)
+                for a in self._tracker.allocations()}
+        for name in sorted(present):
+            parsed = parse_network_name(self._prefix, name)
+            if parsed is None or parsed in held:
+                continue
+            found.append(Finding(
+                FindingKind.ORPHAN_NETWORK, f"network {name}",
+                f"instance {parsed[0]} port {parsed[1]} holds no claim "
+                f"here", "delete the network", fixable=True))
+        mode = self._driver.forward_mode()
+        for alloc in allocs:
+            if alloc.state not in NETWORKED or not alloc.netdev:
+                continue
+            spec = self._spec(alloc)
+            subject = f"network {spec.name}"
+            status = present.get(spec.name)
+            repair = f"define and start it holding {spec.netdev}"
+            if status is None:
+                found.append(Finding(
+                    FindingKind.MISSING_NETWORK, subject,
+                    f"instance {alloc.instance_uuid} port "
+                    f"{alloc.port_index} is {alloc.state} but its network "
+                    f"is missing", repair, fixable=True))
+                continue
+            problems = status.problems(spec, mode)
+            if problems:
+                found.append(Finding(
+                    FindingKind.DRIFTED_NETWORK, subject,
+                    "; ".join(problems) + " (the ledger's claim of "
+                    f"{alloc.address})", f"rewrite it: {repair}",
+                    fixable=True))
+            elif status.inactive():
+                found.append(Finding(
+                    FindingKind.INACTIVE_NETWORK, subject,
+                    ", ".join(status.inactive()),
+                    "start it, define it persistently and autostart it",
+                    fixable=True))
+        return found
+
+    def _device_findings(self, allocs: list[Allocation]) -> list[Finding]:
+        found = []
+        recorded = {r.address: r.netdev for r in self._ledger.records()}
+        for alloc in allocs:
+            subject = f"device {alloc.address}"
+            if alloc.vanished:
+                found.append(Finding(
+                    FindingKind.DEVICE_GONE, subject,
+                    f"held by instance {alloc.instance_uuid} port "
+                    f"{alloc.port_index} but gone from sysfs",
+                    "bring the device back (PF driver, numvfs) or "
+                    "release the instance", fixable=False))
+                continue
+            old = recorded.get(alloc.address)
+            if alloc.netdev and old and old != alloc.netdev:
+                found.append(Finding(
+                    FindingKind.NETDEV_CHANGED, subject,
+                    f"its netdev is {alloc.netdev}, the ledger says {old}",
+                    f"record {alloc.netdev} (its network follows)",
+                    fixable=True))
+        return found
+
+    def _free_vf_findings(self,
+                          present: dict[str, NetworkStatus]
+                          ) -> list[Finding]:
+        found = []
+        held = {a.address for a in self._tracker.allocations()}
+        # A netdev a network of ours holds explains its macvtap: the
+        # network has a finding of its own when it should not be there.
+        ours = {dev for name, status in present.items()
+                if parse_network_name(self._prefix, name)
+                for dev in status.netdevs}
+        devices = self._tracker.devices()
+        for address in sorted(devices):
+            dev = devices[address]
+            if address in held or not dev.netdev or dev.netdev in ours:
+                continue
+            uppers = _upper_devices(self._sysfs_root, dev.netdev)
+            if uppers:
+                found.append(Finding(
+                    FindingKind.UPPER_DEVICE, f"device {address}",
+                    f"free, but its netdev {dev.netdev} has upper "
+                    f"device(s) {', '.join(uppers)} that no network of "
+                    f"ours explains",
+                    "not ours to remove: check who made it (ip -d link "
+                    "show) and remove it by hand", fixable=False))
+        return found
+
+    def _journal_findings(self) -> list[Finding]:
+        found = []
+        held = {a.address for a in self._tracker.allocations()}
+        for address, journal in sorted(self._tracker.journals().items()):
+            if address in held:
+                continue  # in use: restored when released
+            subject = f"device {address}"
+            try:
+                current = self._netdevs.read(
+                    journal.netdev,
+                    None if journal.vf is None else journal.vf.key)
+            except exception.PciPassthroughError as exc:
+                current, problem = None, f"cannot be read ({exc})"
+            else:
+                problem = "does not exist"
+            if current is None:
+                found.append(Finding(
+                    FindingKind.VF_NOT_RESTORED, subject,
+                    f"free, its state journalled before its last plug is "
+                    f"not restored, and netdev {journal.netdev} {problem}",
+                    f"restore {journal.netdev} once it is back", True))
+                continue
+            try:
+                differences = diff(journal, current)
+            except exception.PciPassthroughError:
+                differences = ()
+            what = ("; ".join(map(str, differences)) if differences
+                    else "no difference left, only the journal")
+            found.append(Finding(
+                FindingKind.VF_NOT_RESTORED, subject,
+                f"free, its netdev {journal.netdev} is not restored to "
+                f"its state before its last plug ({what}); it is not "
+                f"handed out until it is",
+                "restore the journalled state, then forget the journal",
+                fixable=True))
+        return found
+
+    def _repair(self, finding: Finding) -> Finding:
+        if not finding.fixable:
+            return dataclasses.replace(
+                finding, left="not safe to repair automatically: "
+                               + finding.repair)
+        try:
+            why = self._apply(finding)
+        except exception.PciPassthroughError as exc:
+            why = str(exc)
+        if why is None:
+            return dataclasses.replace(finding, fixed=True)
+        return dataclasses.replace(finding, left=why)
+
+    def _apply(self, finding: Finding) -> str | None:
+        """Carry out one repair; None, or why it was not made."""
+        kind, subject = finding.kind, finding.subject.split(" ", 1)[1]
+        if kind is FindingKind.LEASE_EXPIRED:
+            return None if self._expire(subject) else \
+                "confirmed or released meanwhile"
+        if kind is FindingKind.VF_NOT_RESTORED:
+            journal = self._tracker.journals().get(subject)
+            if journal is None:
+                return None  # restored meanwhile
+            if subject in {a.address for a in self._tracker.allocations()}:
+                return "claimed meanwhile"
+            return self._restore(subject, journal)
+        if kind is FindingKind.NETDEV_CHANGED:
+            dev = self._tracker.device(subject)
+            if dev is None or not dev.netdev:
+                return "the device or its netdev is gone meanwhile"
+            self._tracker.set_netdev(subject, dev.netdev)
+            return None
+        parsed = parse_network_name(self._prefix, subject)
+        assert parsed is not None, finding
+        instance, port = parsed
+        with self._instance("doctor", instance):
+            allocs = {a.port_index: a
+                      for a in self._tracker.allocations(instance)}
+            if kind is FindingKind.ORPHAN_NETWORK:
+                if port in allocs:
+                    return "its port was claimed meanwhile"
+                self._call(instance, port, subject,
+                           self._driver.delete_network, subject)
+                return None
+            alloc = allocs.get(port)
+            if alloc is None or alloc.state not in NETWORKED:
+                return "its port was released meanwhile"
+            self._call(instance, port, subject,
+                       self._driver.ensure_network, self._spec(alloc))
+            return None
+
 
 @dataclasses.dataclass(slots=True)
 class _InstanceLock:
@@ -531,3 +983,15 @@ def _check_request(ports: object, numa_cells: object) -> None:
 
 def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _upper_devices(sysfs_root: str, netdev: str) -> list[str]:
+    """The upper devices (a macvtap, a bond, a bridge port's master)
+    sysfs links from the netdev: ``class/net/<netdev>/upper_<name>``."""
+    folder = os.path.join(sysfs_root, "class", "net", netdev)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(n[len("upper_"):] for n in names
+                  if n.startswith("upper_"))

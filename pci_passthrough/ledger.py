@@ -32,21 +32,29 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from pci_passthrough import exception, ledger_readonly, ledger_schema
-from pci_passthrough.ledger_rows import InvalidRow, check_row
+from pci_passthrough.ledger_rows import (
+    InvalidRow,
+    check_address,
+    check_lease,
+    check_row,
+)
 from pci_passthrough.ledger_schema import (
     APPLICATION_ID,
     MIGRATIONS,
     SCHEMA_VERSION,
 )
+from pci_passthrough.netdev_state import journal as netdev_journal
+from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.states import PortState
 
 CLAIMED = PortState.CLAIMED
 PLUGGED = PortState.PLUGGED
 
+T = TypeVar("T")
 BUSY_TIMEOUT_S = 5.0
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -126,11 +134,71 @@ class LedgerTransaction:
         return cur.rowcount
 
     def remove_instance(self, instance_uuid: str) -> list[LedgerRecord]:
+        """Delete the instance's claims and its migration lease."""
         gone = self._ledger._load(self._conn, "WHERE instance_uuid = ?",
                                   (instance_uuid,))
         self._conn.execute("DELETE FROM claims WHERE instance_uuid = ?",
                            (instance_uuid,))
+        self.forget_lease(instance_uuid)
         return gone
+
+    def set_netdev(self, address: str, netdev: str | None) -> int:
+        """The netdev name recorded for a held device (udev renamed
+        it)."""
+        cur = self._conn.execute(
+            "UPDATE claims SET netdev = ? WHERE address = ?",
+            (netdev, address))
+        return cur.rowcount
+
+    # -- VF journal ----------------------------------------------------------
+
+    def journal(self, address: str, text: str) -> None:
+        """Record the state of the device's netdev before its plug.
+
+        A text that would not validate when read back is refused.
+        """
+        source = f"journal of device {address} in {self._ledger.path}"
+        try:
+            check_address(address)
+        except InvalidRow as exc:
+            raise self._ledger._fail(f"refusing to write a {source}: "
+                                     f"{exc}") from None
+        netdev_journal.from_json(text, source)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO vf_journal (address, state, "
+            "row_version) VALUES (?, ?, ?)", (address, text, SCHEMA_VERSION))
+
+    def journals(self) -> dict[str, NetdevState]:
+        return self._ledger._journals(self._conn)
+
+    def forget_journal(self, address: str) -> bool:
+        cur = self._conn.execute("DELETE FROM vf_journal WHERE address = ?",
+                                 (address,))
+        return cur.rowcount > 0
+
+    # -- migration leases -----------------------------------------------------
+
+    def set_lease(self, instance_uuid: str, started: float) -> bool:
+        """Start the instance's lease unless one runs already (a repeated
+        call does not extend it); True when this call started it."""
+        try:
+            check_lease(instance_uuid, started, SCHEMA_VERSION)
+        except InvalidRow as exc:
+            raise self._ledger._fail(f"refusing to write a lease: {exc}") \
+                from None
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO leases (instance_uuid, started, "
+            "row_version) VALUES (?, ?, ?)",
+            (instance_uuid, float(started), SCHEMA_VERSION))
+        return cur.rowcount > 0
+
+    def leases(self) -> dict[str, float]:
+        return self._ledger._leases(self._conn)
+
+    def forget_lease(self, instance_uuid: str) -> bool:
+        cur = self._conn.execute(
+            "DELETE FROM leases WHERE instance_uuid = ?", (instance_uuid,))
+        return cur.rowcount > 0
 
 
 class Ledger:
@@ -387,6 +455,62 @@ class Ledger:
             self._validated = seen
         return records
 
+    def _journals(self, conn: sqlite3.Connection
+                  ) -> dict[str, NetdevState]:
+        """Every VF journal row, each validated."""
+        found = {}
+        for address, text, row_version in conn.execute(
+                "SELECT address, state, row_version FROM vf_journal "
+                "ORDER BY address"):
+            try:
+                check_address(address)
+                if row_version != SCHEMA_VERSION:
+                    raise InvalidRow(f"row version {row_version!r} is not "
+                                     f"{SCHEMA_VERSION}")
+                found[address] = netdev_journal.from_json(
+                    text, f"journal of device {address} in {self.path}")
+            except (InvalidRow, exception.InvalidNetdevState) as exc:
+                raise self._fail(
+                    f"the VF journal row of address {address!r} is "
+                    f"invalid: {exc}; {_RESTORE}") from None
+        return found
+
+    def _leases(self, conn: sqlite3.Connection) -> dict[str, float]:
+        """Every migration lease row, each validated."""
+        found = {}
+        for instance, started, row_version in conn.execute(
+                "SELECT instance_uuid, started, row_version FROM leases "
+                "ORDER BY instance_uuid"):
+            try:
+                check_lease(instance, started, row_version)
+            except InvalidRow as exc:
+                raise self._fail(
+                    f"the lease row of instance {instance!r} is invalid: "
+                    f"{exc}; {_RESTORE}") from None
+            found[instance] = float(started)
+        return found
+
+    def journals(self) -> dict[str, NetdevState]:
+        """address -> the state journalled before its plug, for every VF
+        not yet restored."""
+        return self._read_extra(self._journals)
+
+    def leases(self) -> dict[str, float]:
+        """instance -> when its migration lease started (seconds since
+        the epoch)."""
+        return self._read_extra(self._leases)
+
+    def _read_extra(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    return fn(self._conn)
+                except sqlite3.Error as exc:
+                    raise self._fail(str(exc)) from exc
+            empty: Any = {}
+            result: T = self._read_snapshot(fn, empty)
+            return result
+
     def records(self) -> list[LedgerRecord]:
         with self._lock:
             if self._conn is None:
@@ -417,13 +541,17 @@ class Ledger:
                 "PRAGMA data_version").fetchone()[0]
             return value
 
-    def _read_snapshot(self) -> list[LedgerRecord]:
-        """Read the ledger creating and changing nothing (see
-        pci_passthrough.ledger_readonly); a missing file is no claims."""
+    def _read_snapshot(
+            self, fn: Callable[[sqlite3.Connection], Any] | None = None,
+            empty: Any = None) -> Any:
+        """Read the ledger (its claims, or what ``fn`` reads) creating
+        and changing nothing (see pci_passthrough.ledger_readonly); a
+        missing file is no claims (or ``empty``)."""
+        read = fn or self._load
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return []
+            return [] if fn is None else empty
         except OSError as exc:
             raise self._fail(f"cannot look at it ({exc})") from exc
         self._check_file(st)
@@ -439,21 +567,23 @@ class Ledger:
                 raise self._fail(f"cannot lock it for reading ({exc})") \
                     from exc
             if not any(ledger_readonly.side_files(path)):
-                records = self._read_only(path, "immutable=1")
+                records = self._read_only(path, read, "immutable=1")
                 if not any(ledger_readonly.side_files(path)):
                     return records
-            return self._read_only(path)
+            return self._read_only(path, read)
         finally:
             os.close(fd)
 
-    def _read_only(self, path: str, *extra: str) -> list[LedgerRecord]:
+    def _read_only(self, path: str,
+                   read: Callable[[sqlite3.Connection], Any],
+                   *extra: str) -> Any:
         conn = self._connect(self._uri(path, "ro", *extra))
         try:
             version = self._check_header(conn)
             if version < SCHEMA_VERSION:
                 conn = ledger_schema.migrated_copy(conn)
             self._check_schema(conn)
-            return self._load(conn)
+            return read(conn)
         except sqlite3.OperationalError as exc:
             folder = os.path.dirname(path)
             wal, shm, _ = ledger_readonly.side_files(path)

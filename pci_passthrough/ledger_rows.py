@@ -17,7 +17,7 @@ from pci_passthrough.states import PortState
 
 #: The schema versions a row may have been written under (rows of older
 #: schemas are rewritten by the migration).
-ROW_VERSIONS = frozenset({2})
+ROW_VERSIONS = frozenset({2, 3})
 MAX_PORT_INDEX = 9999
 
 _STATES = frozenset(s.value for s in PortState)
@@ -37,6 +37,28 @@ class InvalidRow(ValueError):
     """A row that does not validate; str() says which field and why."""
 
 
+def check_address(address: Any) -> None:
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise InvalidRow(f"address {_show(address)} is not a canonical PCI "
+                         f"address such as 0000:3b:02.0")
+
+
+def check_lease(instance_uuid: Any, started: Any, row_version: Any
+                ) -> None:
+    """Raise InvalidRow unless a lease row is what this library
+    writes."""
+    if not isinstance(instance_uuid, str) or not _UUID.match(
+            instance_uuid):
+        raise InvalidRow(f"instance {_show(instance_uuid)} is not a "
+                         f"canonical UUID")
+    if type(started) not in (int, float) or not \
+            0 <= started < 1e11:
+        raise InvalidRow(f"start {_show(started)} is not a time in "
+                         f"seconds since the epoch")
+    if row_version != 3 or type(row_version) is not int:
+        raise InvalidRow(f"row version {_show(row_version)} is not 3")
+
+
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -46,9 +68,7 @@ def check_row(instance_uuid: Any, port_index: Any, address: Any,
               state: Any, flavor: Any, request: Any, netdev: Any,
               row_version: Any) -> None:
     """Raise InvalidRow unless every field is what this library writes."""
-    if not isinstance(address, str) or not _ADDRESS.match(address):
-        raise InvalidRow(f"address {_show(address)} is not a canonical PCI "
-                         f"address such as 0000:3b:02.0")
+    check_address(address)
     if not isinstance(instance_uuid, str) or not _UUID.match(
             instance_uuid):
         raise InvalidRow(f"instance {_show(instance_uuid)} is not a "

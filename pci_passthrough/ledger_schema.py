@@ -12,13 +12,13 @@ import sqlite3
 
 # "PCPT" in ASCII: marks the file as a ledger of this library.
 APPLICATION_ID = 0x50435054
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The state column holds a PortState value; it is checked when rows are
 # read rather than by a CHECK constraint, so that a new state needs no
 # table rebuild.  row_version is the schema version a row was written
 # under.
-SCHEMA = """
+CLAIMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
     address       TEXT PRIMARY KEY,
     instance_uuid TEXT NOT NULL,
@@ -32,15 +32,32 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 CREATE INDEX IF NOT EXISTS claims_instance ON claims (instance_uuid);
 """
-OBJECTS = ("claims", "claims_instance")
+# Version 3: a VF netdev's state journalled before its plug, kept apart
+# from the claim since it must outlive the claim until it is restored;
+# and the start of each instance's live migration lease (incoming on the
+# destination, outgoing on the source), in seconds since the epoch.
+V3_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vf_journal (
+    address     TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    row_version INTEGER NOT NULL DEFAULT 3
+);
+CREATE TABLE IF NOT EXISTS leases (
+    instance_uuid TEXT PRIMARY KEY,
+    started       REAL NOT NULL,
+    row_version   INTEGER NOT NULL DEFAULT 3
+);
+"""
+SCHEMA = CLAIMS_SCHEMA + V3_SCHEMA
+OBJECTS = ("claims", "claims_instance", "vf_journal", "leases")
 
 # Version 1 named the plugged state "allocated" and constrained the state
-# column.
+# column; version 2 had no journal nor leases.
 MIGRATIONS: dict[int, str] = {
     1: """
 ALTER TABLE claims RENAME TO claims_v1;
 DROP INDEX claims_instance;
-""" + SCHEMA.strip() + """
+""" + CLAIMS_SCHEMA.strip() + """
 INSERT INTO claims (address, instance_uuid, port_index, state, flavor,
                     request, netdev, row_version)
     SELECT address, instance_uuid, port_index,
@@ -48,6 +65,7 @@ INSERT INTO claims (address, instance_uuid, port_index, state, flavor,
            flavor, request, netdev, 2 FROM claims_v1;
 DROP TABLE claims_v1;
 """,
+    2: V3_SCHEMA,
 }
 
 

@@ -117,6 +117,17 @@ network_opts = [
              "has this form belong to this library: reconciliation deletes "
              "those whose instance holds no claim.",
     ),
+    cfg.IntOpt(
+        "incoming_migration_timeout",
+        default=1800,
+        min=1,
+        help="Seconds an incoming live migration may hold this host's "
+             "devices before complete_incoming_migration confirms it. A "
+             "lease not confirmed in time expires at the next refresh "
+             "(or doctor --fix): its claims are freed and its networks "
+             "deleted. An outgoing migration older than this is "
+             "reported by doctor.",
+    ),
 ]
 
 

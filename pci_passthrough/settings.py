@@ -44,7 +44,7 @@ _MAX_URI_CHARS = 1024
 _KNOWN = frozenset({
     "sysfs_root", "device_spec", "flavor", "special_attributes",
     "state_path", "network_driver", "network_name_prefix", "libvirt_uri",
-    "macvtap_mode",
+    "macvtap_mode", "incoming_migration_timeout",
     # Read by the Placement reporter (pci_passthrough.placement.conf).
     "nodename"})
 
@@ -64,6 +64,9 @@ class HostSettings:
     #: installed (its options are then not registered).
     libvirt_uri: str | None
     macvtap_mode: str | None
+    #: Seconds an incoming migration's lease lasts (oslo.config checked
+    #: it is at least 1).
+    incoming_migration_timeout: int
     #: Options of other installed network drivers, by name, as
     #: oslo.config typed them.
     driver_options: Mapping[str, Any] = dataclasses.field(
@@ -98,6 +101,7 @@ def load_settings(conf: cfg.ConfigOpts) -> HostSettings:
             values["network_name_prefix"]),
         libvirt_uri=_libvirt_uri(values.get("libvirt_uri")),
         macvtap_mode=_macvtap_mode(values.get("macvtap_mode")),
+        incoming_migration_timeout=values["incoming_migration_timeout"],
         driver_options=types.MappingProxyType(
             {k: v for k, v in values.items() if k not in _KNOWN}),
     )

@@ -43,6 +43,7 @@ from pci_passthrough.flavors import FlavorSet, FlavorSpec
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.netdev_name import is_valid_netdev_name
+from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
 from pci_passthrough.settings import load_settings
@@ -79,9 +80,13 @@ class HostTracker:
         self._vfs_of: dict[str, list[str]] = {}
         self._held: dict[str, LedgerRecord] = {}
         self._held_vfs_of: dict[str, int] = {}
+        # Devices whose netdev state, journalled before a plug, is not
+        # restored yet: never handed out until it is.
+        self._journalled: set[str] = set()
         self._pool_cache: dict[tuple[FlavorSpec, ...], list[Pool]] = {}
         self._version: int | None = None
         with self._lock:
+            self._journalled = set(ledger.journals())
             self._load(ledger.records())
             self._version = ledger.data_version()
 
@@ -156,7 +161,7 @@ class HostTracker:
             self._vfs_of.setdefault(dev.parent_addr, []).append(dev.address)
 
     def _available(self, address: str) -> bool:
-        if address in self._held:
+        if address in self._held or address in self._journalled:
             return False
         dev = self._entries[address].device
         if dev.dev_type == DEV_TYPE_PF:
@@ -211,20 +216,27 @@ class HostTracker:
                     self._held_vfs_of.get(parent, 0) + 1
         self._refresh(self._entries)
 
-    def _sync(self, records_fn: Callable[[], list[LedgerRecord]]) -> None:
+    def _sync(self, records_fn: Callable[[], list[LedgerRecord]],
+              journals_fn: Callable[[], Collection[str]] | None = None
+              ) -> None:
         # Another process (the CLI, a second agent) committed since we
         # last looked: take the ledger's word for who holds what.
         version = self._ledger.data_version()
         if version != self._version:
+            self._journalled = set((journals_fn or self._ledger.journals)())
             self._load(records_fn())
             self._version = version
 
     # -- claims ------------------------------------------------------------
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
-              numa_cells: Collection[int] | None = None
-              ) -> list[Allocation]:
+              numa_cells: Collection[int] | None = None, *,
+              state: PortState = PortState.CLAIMED,
+              lease_started: float | None = None) -> list[Allocation]:
         """One device per port, all or nothing, recorded before return.
+
+        :param state: CLAIMED, or INCOMING for a live migration's
+            destination, whose lease starts at ``lease_started``.
 
         :raises ClaimFailed: naming the port, its flavor and why no device
             serves it; nothing changed.
@@ -237,7 +249,7 @@ class HostTracker:
         wanted = [(p, self._specs_of(p)) for p in ports]
         with self._lock:
             with self._ledger.transaction() as txn:
-                self._sync(txn.records)
+                self._sync(txn.records, txn.journals)
                 held = {r.port_index for r in self._held.values()
                         if r.instance_uuid == instance}
                 for port in ports:
@@ -247,17 +259,19 @@ class HostTracker:
                             reason=f"instance {instance} already holds a "
                                    f"device for this port")
                     check_transition(instance, port.index, PortState.NONE,
-                                     PortState.CLAIMED)
+                                     state)
                 picks = self._select(instance, wanted, numa_cells)
                 records = [LedgerRecord(
                     instance_uuid=instance, port_index=port.index,
-                    address=address, state=PortState.CLAIMED,
+                    address=address, state=state,
                     flavor=port.flavor,
                     request=port.to_json(),
                     netdev=_recordable(
                         self._entries[address].device.netdev))
                     for port, address in zip(ports, picks, strict=True)]
                 txn.add(records)
+                if lease_started is not None:
+                    txn.set_lease(instance, lease_started)
             # The ledger committed: memory follows, under the same lock
             # so that no other thread picks these devices meanwhile.
             for rec in records:
@@ -348,9 +362,14 @@ class HostTracker:
         """Claimed -> plugged (the instance's networks exist)."""
         return self.transition(instance_uuid, PortState.PLUGGED)
 
-    def transition(self, instance_uuid: str,
-                   state: PortState) -> list[Allocation]:
+    def transition(self, instance_uuid: str, state: PortState, *,
+                   lease_started: float | None = None
+                   ) -> list[Allocation]:
         """Move every port of the instance to ``state``, all or nothing.
+
+        Moving to INCOMING or OUTGOING starts the instance's migration
+        lease at ``lease_started`` (unless one runs already); moving to
+        PLUGGED ends it.
 
         :raises InvalidStateTransition: a port's current state may not
             change to ``state`` (see pci_passthrough.states), or the
@@ -359,17 +378,24 @@ class HostTracker:
         instance = canonical_uuid(instance_uuid)
         with self._lock:
             with self._ledger.transaction() as txn:
-                self._sync(txn.records)
+                self._sync(txn.records, txn.journals)
                 mine = [r for r in self._held.values()
                         if r.instance_uuid == instance]
                 if not mine:
-                    # Freed meanwhile (by another process, say): a change
-                    # from "no claim" that the table must allow.
-                    check_transition(instance, "-", PortState.NONE, state)
+                    # Freed meanwhile (by another process, say).  Only a
+                    # claim starts from "no claim", and a claim is not a
+                    # transition: even NONE -> INCOMING is refused here.
+                    raise exception.InvalidStateTransition(
+                        instance=instance, port="-", old=PortState.NONE,
+                        new=state, allowed="nothing but a new claim")
                 for rec in mine:
                     check_transition(instance, rec.port_index, rec.state,
                                      state)
                 txn.set_state(instance, state)
+                if state == PortState.PLUGGED:
+                    txn.forget_lease(instance)
+                elif lease_started is not None:
+                    txn.set_lease(instance, lease_started)
             for rec in mine:
                 self._held[rec.address] = dataclasses.replace(
                     rec, state=state)
@@ -380,7 +406,7 @@ class HostTracker:
         instance = canonical_uuid(instance_uuid)
         with self._lock:
             with self._ledger.transaction() as txn:
-                self._sync(txn.records)
+                self._sync(txn.records, txn.journals)
                 for rec in self._held.values():
                     if rec.instance_uuid == instance:
                         check_transition(instance, rec.port_index,
@@ -393,6 +419,59 @@ class HostTracker:
                 LOG.info("Instance %s freed %s", instance,
                          ", ".join(r.address for r in gone))
             return freed
+
+    def device(self, address: str) -> PciDevice | None:
+        """The assignable device at ``address`` in the last scan."""
+        with self._lock:
+            entry = self._entries.get(address)
+            return entry.device if entry else None
+
+    def devices(self) -> dict[str, PciDevice]:
+        """The assignable devices of the last scan, by address."""
+        with self._lock:
+            return {a: e.device for a, e in self._entries.items()}
+
+    # -- VF journal and leases ----------------------------------------------
+
+    def journal(self, address: str, text: str) -> bool:
+        """Journal the device's netdev state unless a journal is kept
+        already (the first one is the state before any plug); True when
+        this call wrote it."""
+        with self._lock, self._ledger.transaction() as txn:
+            if address in txn.journals():
+                return False
+            txn.journal(address, text)
+            self._journalled.add(address)
+            return True
+
+    def forget_journal(self, address: str) -> None:
+        """The device's netdev state was restored: it may be handed out
+        again."""
+        with self._lock:
+            with self._ledger.transaction() as txn:
+                txn.forget_journal(address)
+            self._journalled.discard(address)
+            self._refresh(self._affected(address, self._parent(address)))
+
+    def journals(self) -> dict[str, NetdevState]:
+        with self._lock:
+            return self._ledger.journals()
+
+    def leases(self) -> dict[str, float]:
+        """instance -> when its migration lease started."""
+        with self._lock:
+            return self._ledger.leases()
+
+    def set_netdev(self, address: str, netdev: str) -> None:
+        """Record the name udev gave the held device's netdev."""
+        with self._lock:
+            with self._ledger.transaction() as txn:
+                self._sync(txn.records, txn.journals)
+                txn.set_netdev(address, _recordable(netdev))
+            rec = self._held.get(address)
+            if rec is not None:
+                self._held[address] = dataclasses.replace(
+                    rec, netdev=_recordable(netdev))
 
     def device_states(self) -> dict[str, str]:
         """Every assignable device's state: available, claimed, plugged,
@@ -507,6 +586,10 @@ class HostTracker:
                     f"{holder.port_index}")
         if dev.address in taken:
             return "taken by an earlier port of this request"
+        if dev.address in self._journalled:
+            return ("its netdev's state from before its last plug is not "
+                    "restored yet (pci-passthrough doctor --fix restores "
+                    "it)")
         if dev.parent_addr and dev.parent_addr in self._held:
             return (f"unavailable: its PF {dev.parent_addr} is in use by "
                     f"instance {self._held[dev.parent_addr].instance_uuid}")

@@ -130,9 +130,10 @@ def _story(hosts: TwoHosts, workdir: pathlib.Path, say: Say) -> None:
 
         say("\n== Step 4: live migration A -> B (libvirt, peer to peer)")
         took = hosts.migrate(name, hosts.a, hosts.b)
+        b.complete_incoming_migration(inst)
         a.complete_outgoing_migration(inst)
-        say(f"  migrated in {took:.2f} s; complete_outgoing_migration on "
-            f"A done")
+        say(f"  migrated in {took:.2f} s; complete_incoming_migration on "
+            f"B and complete_outgoing_migration on A done")
         hosts.assert_qemu_holds_own_macvtap(hosts.b, name)
         _show(hosts.a, name, say)
         _show(hosts.b, name, say)

@@ -4,7 +4,8 @@ Two simulated compute hosts, each a shipped sysfs layout written to a
 temporary folder and libvirt's test driver (real libvirt code, no
 daemon): discovery, flavors with a special attribute, explain, a boot on
 host A with two ports, a live migration to B with the domain XML
-unchanged, a burst of migrations B cannot all take, and a release that
+unchanged, doctor finding and repairing a network an operator changed
+by hand, a burst of migrations B cannot all take, and a release that
 leaves both hosts empty.
 
 The same migration on two real libvirt daemons is a script of the
@@ -174,6 +175,7 @@ def _story(a: _Host, b: _Host, step: _Steps, say: Say) -> None:
     b.show_networks(say)
 
     step("live migration A -> B, the domain XML unchanged")
+    a.agent.begin_outgoing_migration(inst)
     b.agent.prepare_incoming_migration(inst, ports)
     say("  after prepare_incoming_migration on B, same names on both "
         "hosts, each holding its own VF:")
@@ -184,10 +186,18 @@ def _story(a: _Host, b: _Host, step: _Steps, say: Say) -> None:
     dom_a = a.conn.lookupByName(f"guest-{inst[:8]}")
     dom_a.destroy()
     dom_a.undefine()
+    b.agent.complete_incoming_migration(inst)
     a.agent.complete_outgoing_migration(inst)
-    say("  after complete_outgoing_migration on A:")
+    say("  after complete_incoming_migration on B and "
+        "complete_outgoing_migration on A:")
     a.show_networks(say)
     b.show_networks(say)
+
+    step("doctor: an operator rewrote a network on B by hand")
+    _tamper(b, b.agent.network_name(inst, 0))
+    _doctor(b, say, fix=False)
+    _doctor(b, say, fix=True)
+    _doctor(b, say, fix=False)
 
     step("a burst of migrations larger than B can take")
     burst = [str(uuid.uuid4()) for _ in range(3)]
@@ -221,6 +231,28 @@ def _story(a: _Host, b: _Host, step: _Steps, say: Say) -> None:
             f"{len(host.agent.allocations())} claims")
 
 
+def _tamper(host: _Host, name: str) -> None:
+    """Redefine the network holding another netdev, as a hand edit
+    through virsh would."""
+    net = host.conn.networkLookupByName(name)
+    net.destroy()
+    net.undefine()
+    host.conn.networkDefineXML(
+        f"<network><name>{name}</name><forward mode='bridge'>"
+        f"<interface dev='eth0'/></forward></network>")
+
+
+def _doctor(host: _Host, say: Say, fix: bool) -> None:
+    report = host.agent.doctor(fix=fix)
+    say(f"  pci-passthrough doctor{' --fix' if fix else ''} on host "
+        f"{host.name}: {len(report.findings)} finding(s), "
+        f"{len(report.left)} left")
+    for f in report.findings:
+        status = "fixed" if f.fixed else "found"
+        say(f"    [{status}] {f.kind.value} {f.subject}: {f.problem}; "
+            f"repair: {f.repair}")
+
+
 def _capacity(host: _Host, flavor: str) -> int:
     count = 0
     while host.agent.explain(flavor, count=count + 1).satisfiable:
@@ -229,6 +261,9 @@ def _capacity(host: _Host, flavor: str) -> int:
 
 
 def run(conf: cfg.ConfigOpts) -> int:
+    # The command is the process: libvirt's own stderr lines (a network
+    # that exists, which the driver then converges) are noise here.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     if not conf.debug:
         # The story is told on stdout; the library's INFO lines would
         # repeat it (--debug shows them).

@@ -42,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                         "or nothing."),
     "free": ("claims", "Delete an instance's networks, then free every "
                        "device it holds."),
+    "doctor": ("doctor", "Find what differs between the ledger, sysfs, "
+                         "libvirt and the VF netdevs; --fix repairs what "
+                         "is safe."),
     "demo": ("demo", "Run the demo on embedded defaults (no daemon "
                      "needed)."),
     "placement": ("placement", "Report the SR-IOV VFs to OpenStack "

@@ -8,7 +8,7 @@ none of which needs netlink.  Reading and restoring live in
 that touch netdevs.
 """
 
-from pci_passthrough.netdev_state.errors import (
+from pci_passthrough.exception import (
     InvalidNetdevState,
     NetdevGone,
     NetdevPermissionDenied,

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pci_passthrough.netdev_state.errors import InvalidNetdevState
+from pci_passthrough.exception import InvalidNetdevState
 from pci_passthrough.netdev_state.record import NetdevState, VfState
 
 VERSION = 1

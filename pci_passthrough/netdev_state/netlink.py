@@ -21,13 +21,13 @@ from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
     NetlinkError,
 )
 
-from pci_passthrough.netdev_name import check_netdev
-from pci_passthrough.netdev_state.errors import (
+from pci_passthrough.exception import (
     NetdevGone,
     NetdevPermissionDenied,
     NetdevStateError,
     NetnsUnavailable,
 )
+from pci_passthrough.netdev_name import check_netdev
 from pci_passthrough.netdev_state.record import (
     VLAN_802_1Q,
     NetdevState,

@@ -8,12 +8,12 @@ import dataclasses
 import enum
 import re
 
-from pci_passthrough.netdev_name import EXPECTED as NETDEV_EXPECTED
-from pci_passthrough.netdev_name import is_valid_netdev_name
-from pci_passthrough.netdev_state.errors import (
+from pci_passthrough.exception import (
     InvalidNetdevState,
     NetdevStateMismatch,
 )
+from pci_passthrough.netdev_name import EXPECTED as NETDEV_EXPECTED
+from pci_passthrough.netdev_name import is_valid_netdev_name
 
 # Ethernet's limits in the kernel (ETH_MIN_MTU, ETH_MAX_MTU): every VF
 # netdev the library plugs is Ethernet.

@@ -17,6 +17,46 @@ class NetworkSpec:
     vlan: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NetworkStatus:
+    """What doctor compares with the ledger: the network as found."""
+
+    spec: NetworkSpec
+    #: Every netdev the network holds (ours hold exactly one).
+    netdevs: tuple[str, ...]
+    active: bool = True
+    persistent: bool = True
+    autostart: bool = True
+    #: The forward mode; None when the driver does not tell.
+    mode: str | None = None
+
+    def problems(self, expected: NetworkSpec,
+                 mode: str | None) -> list[str]:
+        """How the network differs from ``expected`` in forward ``mode``
+        (None: any mode), in words; empty when it does not."""
+        found = []
+        if self.netdevs != (expected.netdev,):
+            found.append(f"holds {', '.join(self.netdevs) or 'no netdev'}"
+                         f" instead of {expected.netdev}")
+        if self.spec.vlan != expected.vlan:
+            found.append(f"VLAN {_vlan(self.spec.vlan)} instead of "
+                         f"{_vlan(expected.vlan)}")
+        if mode is not None and self.mode != mode:
+            found.append(f"forward mode {self.mode} instead of {mode}")
+        return found
+
+    def inactive(self) -> list[str]:
+        """What keeps the network from carrying the guest after a
+        restart of the host or of libvirt."""
+        return [what for what, ok in (
+            ("inactive", self.active), ("not persistent", self.persistent),
+            ("not autostarted", self.autostart)) if not ok]
+
+
+def _vlan(vlan: int | None) -> str:
+    return "none" if vlan is None else str(vlan)
+
+
 class NetworkDriver(abc.ABC):
     """Makes and removes the per-instance single-interface networks.
 
@@ -56,6 +96,20 @@ class NetworkDriver(abc.ABC):
     def list_networks(self, prefix: str) -> dict[str, NetworkSpec]:
         """Every network whose name starts with ``prefix``; no other
         network is ever reported or touched."""
+
+    def network_status(self, prefix: str) -> dict[str, NetworkStatus]:
+        """Every network whose name starts with ``prefix``, as found.
+
+        The default tells only what list_networks() tells: a driver that
+        can see whether a network is active, and its mode, overrides it.
+        """
+        return {name: NetworkStatus(spec, (spec.netdev,))
+                for name, spec in self.list_networks(prefix).items()}
+
+    def forward_mode(self) -> str | None:
+        """The mode this driver writes networks in; None when it has
+        none to compare."""
+        return None
 
     def vlan_refusal(self) -> str | None:
         """Why this driver, as configured, cannot put a port on a VLAN;

@@ -15,7 +15,11 @@ from oslo_log import log as logging
 
 from pci_passthrough import exception
 from pci_passthrough.network import netxml
-from pci_passthrough.network.base import NetworkDriver, NetworkSpec
+from pci_passthrough.network.base import (
+    NetworkDriver,
+    NetworkSpec,
+    NetworkStatus,
+)
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -271,3 +275,26 @@ class LibvirtMacvtapDriver(NetworkDriver):
             return found
 
         return self._run(prefix + "*", "list", step)
+
+    def forward_mode(self) -> str | None:
+        return self.mode
+
+    def network_status(self, prefix: str) -> dict[str, NetworkStatus]:
+        def step(conn: libvirt.virConnect) -> dict[str, NetworkStatus]:
+            found = {}
+            for net in conn.listAllNetworks(0):
+                name = net.name()
+                if not name.startswith(prefix):
+                    continue
+                self.calls += 4
+                parsed = netxml.parse_network(net.XMLDesc(0))
+                found[name] = NetworkStatus(
+                    spec=NetworkSpec(
+                        name, parsed.netdevs[0] if parsed.netdevs else "",
+                        parsed.vlan),
+                    netdevs=parsed.netdevs, active=bool(net.isActive()),
+                    persistent=bool(net.isPersistent()),
+                    autostart=bool(net.autostart()), mode=parsed.mode)
+            return found
+
+        return self._run(prefix + "*", "inspect", step)

@@ -142,9 +142,14 @@ def test_2_live_migration_a_to_b(sides, two_hosts, clean):
     a, b = sides
     inst, name = boot(a)
     before = network_names(a.domain_xml(name) or "")
+    a.agent.begin_outgoing_migration(inst)
     b.agent.prepare_incoming_migration(inst, ports(2))
+    assert {x.state for x in b.agent.allocations(inst)} == {"incoming"}
     took = two_hosts.migrate(name, two_hosts.a, two_hosts.b)
+    b.agent.complete_incoming_migration(inst)
     a.agent.complete_outgoing_migration(inst)
+    assert {x.state for x in b.agent.allocations(inst)} == {"plugged"}
+    assert b.agent.doctor().findings == ()
     print(f"\nlive migration A -> B: {took:.2f} s")
     # On B: the guest runs with macvtaps on B's claimed VFs.
     assert b.macvtap_links() == b.claimed_netdevs(inst)

@@ -312,6 +312,14 @@ CALLS = {
     "complete_outgoing_migration":
         lambda a: a.complete_outgoing_migration(INST),
     "abort_incoming_migration": lambda a: a.abort_incoming_migration(INST),
+    "complete_incoming_migration":
+        lambda a: a.complete_incoming_migration(INST),
+    "begin_outgoing_migration":
+        lambda a: a.begin_outgoing_migration(INST),
+    "abort_outgoing_migration":
+        lambda a: a.abort_outgoing_migration(INST),
+    "expire_leases": lambda a: a.expire_leases(),
+    "doctor": lambda a: a.doctor(),
     "release": lambda a: a.release(INST),
     "allocations": lambda a: a.allocations(),
     "device_states": lambda a: a.device_states(),

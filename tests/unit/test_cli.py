@@ -145,12 +145,17 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     steps = [line for line in out.splitlines() if line.startswith("== ")]
-    assert len(steps) == 10
+    assert len(steps) == 11
     assert "discovery on host A" in out
     assert "carries the special attribute group=grp1" in out
     assert "function 8 is over its maximum 7" in out
     assert "same names on both hosts, each holding its own VF" in out
     assert "refused before migrating" in out
+    assert "doctor on host B: 1 finding(s), 1 left" in out
+    assert "[found] drifted-network" in out
+    assert "holds eth0 instead of" in out
+    assert "doctor --fix on host B: 1 finding(s), 0 left" in out
+    assert "doctor on host B: 0 finding(s), 0 left" in out
     assert "Nothing was claimed or defined here" in out
     assert "host A: 0 networks, 0 claims" in out
     assert "host B: 0 networks, 0 claims" in out

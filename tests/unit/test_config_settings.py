@@ -59,6 +59,7 @@ def test_defaults_load_into_a_frozen_typed_object():
     assert len(got.device_specs) == 0 and dict(got.flavors.flavors) == {}
     assert got.special_attributes == {"group"}
     assert dict(got.driver_options) == {}
+    assert got.incoming_migration_timeout == 1800
     with pytest.raises(dataclasses.FrozenInstanceError):
         got.sysfs_root = "/x"  # type: ignore[misc]
     with pytest.raises(TypeError):

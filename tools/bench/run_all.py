@@ -6,7 +6,7 @@
     tox -e bench -- ledger        # ledger open and load at 1k/16k rows
 
 bench_agent_memory.py (claim/release memory), bench_config.py
-(settings and regexes), bench_hygiene.py (netdev
+(settings and regexes), bench_doctor.py (doctor), bench_hygiene.py (netdev
 state), bench_ledger.py (ledger load), bench_network.py (plug/release,
 reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of
 the pci-passthrough command) and

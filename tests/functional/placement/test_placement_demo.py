@@ -36,6 +36,6 @@ def test_the_demo_command_ends_with_the_placement_step(tmp_path,
 
     assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    step = out[out.index("== Step 10: fleet scheduling"):]
+    step = out[out.index("== Step 11: fleet scheduling"):]
     assert "Grouped VFs offered to grp1 only: yes" in step
     assert "skipped" not in step

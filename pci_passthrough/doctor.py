@@ -1,0 +1,85 @@
+"""What HostAgent.doctor() reports: findings, each with its kind, the
+subject it names, what is wrong and the repair.
+
+The checks themselves run in HostAgent.doctor(), which holds the ledger,
+the network driver and the netdev access they compare.
+"""
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class FindingKind(enum.StrEnum):
+    #: A network of ours (its whole name parses) whose port holds no
+    #: claim here.
+    ORPHAN_NETWORK = "orphan-network"
+    #: A networked port's network is not defined.
+    MISSING_NETWORK = "missing-network"
+    #: A networked port's network is inactive, transient or not
+    #: autostarted.
+    INACTIVE_NETWORK = "inactive-network"
+    #: A network holds another netdev, VLAN or mode than the ledger says.
+    DRIFTED_NETWORK = "drifted-network"
+    #: A claimed device is gone from sysfs.
+    DEVICE_GONE = "device-gone"
+    #: A claimed device's netdev has another name than the ledger's.
+    NETDEV_CHANGED = "netdev-changed"
+    #: A free VF's netdev has an upper device (a macvtap) that no
+    #: network of ours explains.
+    UPPER_DEVICE = "upper-device"
+    #: A free VF's netdev state, journalled before its last plug, is not
+    #: restored: the VF is not handed out until it is.
+    VF_NOT_RESTORED = "vf-not-restored"
+    #: An incoming migration's lease ran out unconfirmed.
+    LEASE_EXPIRED = "lease-expired"
+    #: An outgoing migration neither completed nor aborted in time.
+    STALE_OUTGOING = "stale-outgoing"
+    #: Placement's view differs from the ledger (not checked yet: the
+    #: Placement integration adds its findings under this kind).
+    PLACEMENT = "placement"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing doctor found wrong.
+
+    :ivar subject: what it names: ``network NAME``, ``instance UUID port
+        N``, ``device ADDRESS``.
+    :ivar repair: what --fix does, or what the operator should do when
+        doctor cannot do it safely.
+    :ivar fixable: whether --fix repairs it.
+    :ivar fixed: --fix repaired it.
+    :ivar left: why it is still there after --fix (None when fixed or
+        when no fix was asked).
+    """
+
+    kind: FindingKind
+    subject: str
+    problem: str
+    repair: str
+    fixable: bool
+    fixed: bool = False
+    left: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "subject": self.subject,
+                "problem": self.problem, "repair": self.repair,
+                "fixable": self.fixable, "fixed": self.fixed,
+                "left": self.left}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DoctorReport:
+    findings: tuple[Finding, ...]
+    #: Whether repairs were asked for.
+    fix: bool
+
+    @property
+    def left(self) -> tuple[Finding, ...]:
+        """The findings not repaired."""
+        return tuple(f for f in self.findings if not f.fixed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fix": self.fix, "clean": not self.left,
+                "findings": [f.as_dict() for f in self.findings]}

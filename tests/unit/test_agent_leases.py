@@ -1,0 +1,232 @@
+"""Two-phase migration claims: incoming leases confirmed, aborted or
+expired; the source's outgoing state.  A clock the test controls; libvirt's
+test driver."""
+
+import logging
+
+import libvirt
+import pytest
+
+from pci_passthrough import HostAgent, PortRequest, exception
+from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.simulated_host import simulated_host
+from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+from pci_passthrough.states import PortState
+
+SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
+FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
+LAYOUT = st.HostLayout((
+    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
+))
+INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
+PORTS = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="net1")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 2_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Host:
+    def __init__(self, workdir, timeout=None):
+        self.conf, _ = simulated_host(workdir, LAYOUT, device_specs=SPECS,
+                                      flavors=FLAVORS)
+        if timeout is not None:
+            self.conf.set_override("incoming_migration_timeout", timeout,
+                                   group="pci_passthrough")
+        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
+        self.clock = Clock()
+        self.agents = []
+        self.agent = self.new_agent()
+
+    def new_agent(self):
+        agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
+            self.conf, connection=self.conn), clock=self.clock)
+        agent.start()
+        self.agents.append(agent)
+        return agent
+
+    def states(self):
+        return [a.state for a in self.agent.allocations(INST)]
+
+    def networks(self):
+        return sorted(n.name() for n in self.conn.listAllNetworks(0)
+                      if INST in n.name())
+
+    def close(self):
+        for agent in self.agents:
+            agent.close()
+        self.conn.close()
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = Host(tmp_path / "h")
+    yield h
+    h.close()
+
+
+def test_incoming_claims_are_leased_until_confirmed(host):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    assert host.states() == [PortState.INCOMING] * 2
+    assert len(host.networks()) == 2
+    host.clock.now += 1000
+    host.agent.complete_incoming_migration(INST)
+    assert host.states() == [PortState.PLUGGED] * 2
+    # Confirmed: the lease is gone and never expires.
+    host.clock.now += 10_000
+    host.agent.refresh()
+    assert host.states() == [PortState.PLUGGED] * 2
+    assert len(host.networks()) == 2
+    # Idempotent.
+    host.agent.complete_incoming_migration(INST)
+    assert host.states() == [PortState.PLUGGED] * 2
+
+
+def test_an_unconfirmed_lease_expires_at_refresh(host, caplog):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.clock.now += 1799
+    host.agent.refresh()
+    assert host.states() == [PortState.INCOMING] * 2
+    host.clock.now += 1
+    with caplog.at_level(logging.WARNING):
+        host.agent.refresh()
+    assert host.agent.allocations(INST) == []
+    assert host.networks() == []
+    assert any(f"Incoming migration of instance {INST} was not confirmed "
+               f"within 1800 s" in r.getMessage() for r in caplog.records)
+    with pytest.raises(exception.MigrationNotPrepared,
+                       match="its lease expired after 1800 s"):
+        host.agent.complete_incoming_migration(INST)
+    # The devices are free again.
+    assert host.agent.claim(INST, PORTS)
+
+
+def test_a_repeated_prepare_does_not_extend_the_lease(host):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.clock.now += 1000
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.clock.now += 800
+    assert host.agent.expire_leases() == [INST]
+
+
+def test_the_lease_survives_a_restart_of_the_agent(tmp_path):
+    host = Host(tmp_path / "h", timeout=60)
+    try:
+        host.agent.prepare_incoming_migration(INST, PORTS)
+        host.agent.close()
+        host.clock.now += 61
+        host.agent = host.new_agent()
+        assert host.states() == [PortState.INCOMING] * 2
+        host.agent.refresh()
+        assert host.agent.allocations(INST) == []
+        assert host.networks() == []
+    finally:
+        host.close()
+
+
+def test_abort_frees_the_incoming_claims(host):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.agent.abort_incoming_migration(INST)
+    assert host.agent.allocations(INST) == []
+    assert host.networks() == []
+    with pytest.raises(exception.MigrationNotPrepared):
+        host.agent.complete_incoming_migration(INST)
+
+
+def test_outgoing_migration_states_and_no_expiry_on_the_source(host):
+    host.agent.claim(INST, PORTS)
+    host.agent.plug(INST)
+    host.agent.begin_outgoing_migration(INST)
+    assert host.states() == [PortState.OUTGOING] * 2
+    # A plug while outgoing keeps the state (the networks re-ensured).
+    host.agent.plug(INST)
+    assert host.states() == [PortState.OUTGOING] * 2
+    host.clock.now += 10_000
+    host.agent.refresh()  # the source never frees on its own
+    assert host.states() == [PortState.OUTGOING] * 2
+    host.agent.abort_outgoing_migration(INST)
+    assert host.states() == [PortState.PLUGGED] * 2
+    assert host.agent.doctor().findings == ()
+    host.agent.begin_outgoing_migration(INST)
+    host.agent.complete_outgoing_migration(INST)
+    assert host.agent.allocations(INST) == [] and host.networks() == []
+
+
+def test_outgoing_of_an_instance_without_claims_is_nothing(host):
+    assert host.agent.begin_outgoing_migration(INST) == []
+    assert host.agent.abort_outgoing_migration(INST) == []
+
+
+def test_the_timeout_option_is_checked(tmp_path):
+    host = Host(tmp_path / "h")
+    try:
+        with pytest.raises(ValueError):
+            host.conf.set_override("incoming_migration_timeout", 0,
+                                   group="pci_passthrough")
+    finally:
+        host.close()
+
+
+
+class Unreachable(LibvirtMacvtapDriver):
+    """libvirtd refusing deletes for a while: a fault the test driver
+    cannot produce on demand."""
+
+    down = True
+
+    def delete_network(self, name):
+        if self.down:
+            raise exception.NetworkOperationFailed(
+                network=name, operation="delete", reason="libvirtd down",
+                code=1)
+        return super().delete_network(name)
+
+
+def test_an_expiry_that_fails_is_retried_at_the_next_refresh(tmp_path,
+                                                             caplog):
+    host = Host(tmp_path / "h")
+    driver = Unreachable(host.conf, connection=host.conn)
+    agent = HostAgent(host.conf, network_driver=driver, clock=host.clock)
+    host.agents.append(agent)
+    try:
+        agent.start()
+        agent.prepare_incoming_migration(INST, PORTS)
+        host.clock.now += 1800
+        with caplog.at_level(logging.ERROR):
+            report = agent.refresh()  # the scan is reported all the same
+        assert report.vanished_in_use == ()
+        assert any("Cannot end the expired incoming migration" in
+                   r.getMessage() for r in caplog.records)
+        assert [a.state for a in agent.allocations(INST)] == [
+            PortState.INCOMING] * 2
+        driver.down = False
+        agent.refresh()
+        assert agent.allocations(INST) == [] and host.networks() == []
+    finally:
+        host.close()
+
+
+def test_an_incoming_claim_freed_midway_leaves_no_network(host):
+    # Another process (the CLI's free) frees the instance while its
+    # incoming networks are being defined.
+    other = host.new_agent()
+
+    class FreedMidway(LibvirtMacvtapDriver):
+        def ensure_network(self, spec):
+            changed = super().ensure_network(spec)
+            if spec.name.endswith("-0"):
+                other.release(INST)
+            return changed
+
+    agent = HostAgent(host.conf, network_driver=FreedMidway(
+        host.conf, connection=host.conn), clock=host.clock)
+    host.agents.append(agent)
+    agent.start()
+    with pytest.raises(exception.InvalidStateTransition,
+                       match="cannot go from state none to incoming"):
+        agent.prepare_incoming_migration(INST, PORTS)
+    assert host.networks() == [] and agent.allocations() == []
