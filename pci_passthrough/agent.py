@@ -34,6 +34,7 @@ from pci_passthrough.claims import (
 from pci_passthrough.doctor import DoctorReport, Finding, FindingKind
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger
+from pci_passthrough.metrics import Metrics, pool_label_names
 from pci_passthrough.netdev_access import (
     NetdevAccess,
     NetlinkAccess,
@@ -106,13 +107,19 @@ class HostAgent:
     :param readonly: open the ledger read-only (see Ledger): for
         commands that only look, such as ``doctor`` without fix; every
         call that would change a claim raises LedgerError.
+    :param metrics: where claims, plugs, releases and repairs are
+        counted; by default a Metrics of its own.  Either way it reads
+        its pool gauges from this agent (unless given a pool source
+        already); ``agent.metrics`` is what a service registers in its
+        prometheus-client registry.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  network_driver: NetworkDriver | None = None, *,
                  netdev_access: NetdevAccess | None = None,
                  clock: Callable[[], float] = time.time,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False,
+                 metrics: Metrics | None = None) -> None:
         # The whole configuration is validated here, before anything on the
         # host is touched: no partial configuration is ever used.
         settings = load_settings(conf)
@@ -130,6 +137,7 @@ class HostAgent:
         self._driver = network_driver or load_network_driver(conf)
         self._ledger = Ledger(settings.state_path, readonly=readonly)
         self._tracker = HostTracker(self._flavors, self._ledger)
+        self.metrics = self._metrics(metrics)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._instance_locks: dict[str, _InstanceLock] = {}
@@ -154,6 +162,7 @@ class HostAgent:
             self._scanned = True
             actions = self._reconcile()
             for act in actions:
+                self.metrics.reconcile_action(act.action)
                 LOG.info("Reconcile: %s network %s (%s)", act.action,
                          act.network, act.reason)
             return StartReport(
@@ -238,7 +247,8 @@ class HostAgent:
         :raises InvalidPortRequest: a VLAN the network driver cannot
             carry; nothing is recorded.
         """
-        with self._instance("claim", instance_uuid):
+        with self._instance("claim", instance_uuid), \
+                self.metrics.time_claim():
             return self._named(self._claim(instance_uuid, ports,
                                            numa_cells))
 
@@ -251,7 +261,8 @@ class HostAgent:
             the networks this call touched for ports that were not yet
             plugged are removed again, the failed port's included.
         """
-        with self._instance("plug", instance_uuid):
+        with self._instance("plug", instance_uuid), \
+                self.metrics.time_plug():
             return self._plug(instance_uuid)
 
     def prepare_incoming_migration(
@@ -360,7 +371,10 @@ class HostAgent:
             listed); nothing was freed.
         """
         with self._instance("release", instance_uuid):
-            return self._release(instance_uuid)
+            freed = self._release(instance_uuid)
+            if freed:
+                self.metrics.released()
+            return freed
 
     def doctor(self, fix: bool = False) -> DoctorReport:
         """Compare the ledger with sysfs, libvirt's networks and the VF
@@ -378,6 +392,8 @@ class HostAgent:
                 findings = [self._repair(f) for f in findings]
             for finding in findings:
                 if finding.fixed:
+                    self.metrics.doctor_repair(
+                        finding.kind.value.replace("-", "_"))
                     LOG.info("Doctor fixed %s: %s (%s)", finding.subject,
                              finding.problem, finding.repair)
                 elif fix:
@@ -412,6 +428,22 @@ class HostAgent:
     def network_name(self, instance_uuid: str, port_index: int) -> str:
         with self._open("network_name"):
             return self._name(instance_uuid, port_index)
+
+    # -- health and metrics ------------------------------------------------
+
+    def unhealthy_pfs(self) -> dict[str, str]:
+        """PF address -> why its VFs are not given out (driver
+        unbound, no carrier), as of the last scan."""
+        with self._open("unhealthy_pfs"):
+            return self._tracker.unhealthy_pfs()
+
+    def _metrics(self, metrics: Metrics | None) -> Metrics:
+        labels = pool_label_names(self._specs.tag_names)
+        if metrics is None:
+            return Metrics(pools=self._tracker.pool_counts,
+                           tag_labels=labels)
+        metrics.use_pools(self._tracker.pool_counts)
+        return metrics
 
     # -- internals -----------------------------------------------------------
 

@@ -147,3 +147,12 @@ class UpdateReport:
     changed: tuple[str, ...]
     #: Devices that disappeared while held: kept until freed.
     vanished_in_use: tuple[str, ...]
+    #: PFs whose sriov_numvfs changed since the previous scan.
+    numvfs_changed: tuple[str, ...] = ()
+    #: PFs that became unhealthy (driver unbound, no carrier) or whose
+    #: problem changed; see HostTracker.unhealthy_pfs() for why.
+    unhealthy: tuple[str, ...] = ()
+    #: PFs healthy again after being unhealthy.
+    recovered: tuple[str, ...] = ()
+    #: VFs bound to another driver than at the previous scan.
+    rebound: tuple[str, ...] = ()

@@ -148,6 +148,15 @@ def _check_tag_labels(tag_labels: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def pool_label_names(tags: Iterable[str]) -> tuple[str, ...]:
+    """The device_spec tag names that can be pool labels, sorted: those
+    that are Prometheus label names and not reserved."""
+    return tuple(sorted(
+        t for t in set(tags)
+        if isinstance(t, str) and _LABEL_NAME.match(t)
+        and not t.startswith("__") and t not in _RESERVED_LABELS))
+
+
 class _Histogram:
     """Cumulative bucket counts and sum, as Prometheus exposes them."""
 
@@ -207,6 +216,13 @@ class Metrics(Collector):
         self._repairs: dict[str, int] = {}
         self._claim_seconds = _Histogram(CLAIM_BUCKETS)
         self._plug_seconds = _Histogram(PLUG_BUCKETS)
+
+    def use_pools(self, pools: PoolSource) -> None:
+        """Read the pool gauges from ``pools`` unless a source was
+        given already (an agent given this collector calls it)."""
+        with self._lock:
+            if self._pools is None:
+                self._pools = pools
 
     # -- what the agent calls ------------------------------------------
 

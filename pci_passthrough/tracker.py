@@ -25,7 +25,13 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from pci_passthrough import devspec, exception, matching, sysfs_scan
+from pci_passthrough import (
+    devspec,
+    exception,
+    health,
+    matching,
+    sysfs_scan,
+)
 from pci_passthrough.claims import (
     Allocation,
     DeviceVerdict,
@@ -42,6 +48,7 @@ from pci_passthrough.device import (
 from pci_passthrough.flavors import FlavorSet, FlavorSpec
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
+from pci_passthrough.metrics import PoolCounts
 from pci_passthrough.netdev_name import is_valid_netdev_name
 from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.pci_address import address_sort_key
@@ -84,6 +91,10 @@ class HostTracker:
         # restored yet: never handed out until it is.
         self._journalled: set[str] = set()
         self._pool_cache: dict[tuple[FlavorSpec, ...], list[Pool]] = {}
+        # Every device of the last scan (assignable or not), and the PFs
+        # that cannot serve their VFs now with the reason.
+        self._scanned: dict[str, PciDevice] = {}
+        self._unhealthy: dict[str, str] = {}
         self._version: int | None = None
         with self._lock:
             self._journalled = set(ledger.journals())
@@ -121,6 +132,9 @@ class HostTracker:
             self._pools.clear()
             self._vfs_of.clear()
             self._pool_cache.clear()
+            scanned, self._scanned = self._scanned, scan.by_address()
+            was_unhealthy = self._unhealthy
+            self._unhealthy = health.pf_problems(scan.devices)
             for dev in scan.devices:
                 tags = specs.match(dev)
                 if tags is None:
@@ -143,7 +157,41 @@ class HostTracker:
                 removed=_sorted(before - after),
                 changed=_sorted(a for a in before & after
                                 if old[a] != self._entries[a].device),
-                vanished_in_use=vanished)
+                vanished_in_use=vanished,
+                **self._health_changes(scanned, was_unhealthy))
+
+    def _health_changes(self, scanned: dict[str, PciDevice],
+                        was_unhealthy: dict[str, str]
+                        ) -> dict[str, tuple[str, ...]]:
+        """What changed in the PFs' health since the previous scan,
+        logged for the operator."""
+        now = self._scanned
+        both = scanned.keys() & now.keys()
+        numvfs = _sorted(a for a in both if now[a].is_pf
+                         and scanned[a].numvfs != now[a].numvfs)
+        rebound = _sorted(a for a in both if now[a].is_vf
+                          and scanned[a].driver != now[a].driver)
+        unhealthy = _sorted(a for a, why in self._unhealthy.items()
+                            if was_unhealthy.get(a) != why)
+        recovered = _sorted(a for a in was_unhealthy
+                            if a in now and a not in self._unhealthy)
+        for address in numvfs:
+            LOG.warning("PF %s now has %s VFs enabled (was %s)", address,
+                        now[address].numvfs, scanned[address].numvfs)
+        for address in rebound:
+            LOG.warning("VF %s was rebound from driver %s to %s", address,
+                        scanned[address].driver, now[address].driver)
+        for address in unhealthy:
+            held = [a for a in self._vfs_of.get(address, ())
+                    if a in self._held]
+            LOG.warning("PF %s %s: its VFs are not given out%s", address,
+                        self._unhealthy[address],
+                        f"; {len(held)} held VF(s) kept" if held else "")
+        for address in recovered:
+            LOG.info("PF %s is healthy again: its VFs may be claimed",
+                     address)
+        return {"numvfs_changed": numvfs, "rebound": rebound,
+                "unhealthy": unhealthy, "recovered": recovered}
 
     def _add(self, dev: PciDevice, tags: dict[str, str]) -> None:
         key = pool_key(dev, tags)
@@ -164,6 +212,8 @@ class HostTracker:
         if address in self._held or address in self._journalled:
             return False
         dev = self._entries[address].device
+        if address in self._unhealthy or dev.parent_addr in self._unhealthy:
+            return False
         if dev.dev_type == DEV_TYPE_PF:
             return not self._held_vfs_of.get(address)
         return dev.parent_addr not in self._held
@@ -431,6 +481,48 @@ class HostTracker:
         with self._lock:
             return {a: e.device for a, e in self._entries.items()}
 
+    # -- health and metrics -------------------------------------------------
+
+    def unhealthy_pfs(self) -> dict[str, str]:
+        """PF address -> why it cannot serve its VFs now (last scan)."""
+        with self._lock:
+            return dict(self._unhealthy)
+
+    def _unhealthy_reason(self, dev: PciDevice) -> str | None:
+        for pf in (dev.address, dev.parent_addr):
+            if pf is not None and pf in self._unhealthy:
+                return f"unhealthy: its PF {pf} {self._unhealthy[pf]}"
+        return None
+
+    def pool_counts(self) -> list[PoolCounts]:
+        """The counts of every pool, for the metrics: labelled by the PF
+        (a VF's parent, or the PF itself) and the pool's tags.  Held
+        devices are ``held``; free ones ``free``; the others whose PF is
+        unhealthy ``unhealthy``."""
+        with self._lock:
+            self._sync(self._ledger.records)
+            counts: dict[tuple[str, PoolKey], list[int]] = {}
+            tags_of: dict[PoolKey, dict[str, str]] = {}
+            for address, entry in self._entries.items():
+                dev = entry.device
+                pf = dev.address if dev.is_pf else dev.parent_addr
+                if pf is None:
+                    continue
+                tags_of[entry.pool.key] = entry.tags
+                row = counts.setdefault((pf, entry.pool.key), [0, 0, 0, 0])
+                row[0] += 1
+                if address in self._held:
+                    row[2] += 1
+                elif address in entry.pool.free:
+                    row[1] += 1
+                elif self._unhealthy_reason(dev) is not None:
+                    row[3] += 1
+            return [PoolCounts(pf=pf, tags=dict(tags_of[key]), total=total,
+                               free=free, held=held, unhealthy=sick)
+                    for (pf, key), (total, free, held, sick)
+                    in sorted(counts.items(),
+                              key=lambda kv: address_sort_key(kv[0][0]))]
+
     # -- VF journal and leases ----------------------------------------------
 
     def journal(self, address: str, text: str) -> bool:
@@ -489,6 +581,9 @@ class HostTracker:
                     states[address] = rec.state
                 elif self._available(address):
                     states[address] = "available"
+                elif self._unhealthy_reason(
+                        self._entries[address].device) is not None:
+                    states[address] = "unhealthy"
                 else:
                     states[address] = "unavailable"
             return states
@@ -586,6 +681,9 @@ class HostTracker:
                     f"{holder.port_index}")
         if dev.address in taken:
             return "taken by an earlier port of this request"
+        sick = self._unhealthy_reason(dev)
+        if sick is not None:
+            return sick
         if dev.address in self._journalled:
             return ("its netdev's state from before its last plug is not "
                     "restored yet (pci-passthrough doctor --fix restores "

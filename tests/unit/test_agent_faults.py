@@ -325,6 +325,7 @@ CALLS = {
     "device_states": lambda a: a.device_states(),
     "explain": lambda a: a.explain("net1"),
     "network_name": lambda a: a.network_name(INST, 0),
+    "unhealthy_pfs": lambda a: a.unhealthy_pfs(),
     "__enter__": lambda a: a.__enter__(),
 }
 
