@@ -16,7 +16,7 @@ import dataclasses
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from pci_passthrough import exception, matching
+from pci_passthrough import exception, health, matching
 from pci_passthrough.device import PciDevice
 from pci_passthrough.devspec import DeviceSpecList
 from pci_passthrough.ledger import LedgerRecord
@@ -134,16 +134,24 @@ def device_traits(attrs: Mapping[str, str],
 
 def build_tree(nodename: str, devices: Iterable[PciDevice],
                specs: DeviceSpecList,
-               special_attributes: Collection[str]) -> ProviderTree:
+               special_attributes: Collection[str],
+               unhealthy_pfs: Collection[str] | None = None
+               ) -> ProviderTree:
     """Translate the host's devices into its provider tree.
 
     Only VFs are reported (PFs are given to no flavor asking for a VF,
-    and a PF with VFs in use cannot be given at all).
+    and a PF with VFs in use cannot be given at all).  The VFs of an
+    unhealthy PF (``unhealthy_pfs``; by default those pci_passthrough.
+    health finds among ``devices``) are all reserved: Placement sends
+    them no new instance, and the allocations they hold stay.
 
     :raises InvalidDeviceSpec: a tag cannot become a Placement name.
     :raises ValueError: the nodename makes a provider name too long.
     """
     check_specs(specs)
+    devices = list(devices)
+    if unhealthy_pfs is None:
+        unhealthy_pfs = health.pf_problems(devices)
     groups: dict[tuple[str, str, frozenset[str]], list[str]] = {}
     for dev in devices:
         if not dev.is_vf or not dev.parent_addr:
@@ -171,7 +179,8 @@ def build_tree(nodename: str, devices: Iterable[PciDevice],
         providers.append(PciProvider(
             name=names.provider_name(nodename, pf, variant),
             pf_address=pf, resource_class=rc, traits=traits,
-            vfs=tuple(sorted(vfs))))
+            vfs=tuple(sorted(vfs)),
+            reserved=len(vfs) if pf in unhealthy_pfs else 0))
     providers.sort(key=lambda p: p.name)
     return ProviderTree(nodename=nodename, providers=tuple(providers))
 
