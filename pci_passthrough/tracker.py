@@ -495,18 +495,18 @@ class HostTracker:
         return None
 
     def pool_counts(self) -> list[PoolCounts]:
-        """The counts of every pool, for the metrics: labelled by the PF
-        (a VF's parent, or the PF itself) and the pool's tags.  Held
-        devices are ``held``; free ones ``free``; the others whose PF is
-        unhealthy ``unhealthy``."""
+        """The VF counts of every pool, for the metrics: labelled by the
+        VFs' PF and the pool's tags (a PF matched by a device_spec as a
+        whole device is not counted).  Held VFs are ``held``; free ones
+        ``free``; the others whose PF is unhealthy ``unhealthy``."""
         with self._lock:
             self._sync(self._ledger.records)
             counts: dict[tuple[str, PoolKey], list[int]] = {}
             tags_of: dict[PoolKey, dict[str, str]] = {}
             for address, entry in self._entries.items():
                 dev = entry.device
-                pf = dev.address if dev.is_pf else dev.parent_addr
-                if pf is None:
+                pf = dev.parent_addr
+                if not dev.is_vf or pf is None:
                     continue
                 tags_of[entry.pool.key] = entry.tags
                 row = counts.setdefault((pf, entry.pool.key), [0, 0, 0, 0])

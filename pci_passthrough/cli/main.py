@@ -45,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "Find what differs between the ledger, sysfs, "
                          "libvirt and the VF netdevs; --fix repairs what "
                          "is safe."),
+    "metrics": ("metrics", "Print the VF pool metrics in the Prometheus "
+                           "text format (node_exporter textfile "
+                           "collector)."),
     "demo": ("demo", "Run the demo on embedded defaults (no daemon "
                      "needed)."),
     "placement": ("placement", "Report the SR-IOV VFs to OpenStack "

@@ -235,7 +235,8 @@ def test_each_command_gets_its_own_options(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: pci-passthrough {command} ")
-    assert {"demo": "--workdir", "placement": "ACTION"}.get(
+    assert {"demo": "--workdir", "placement": "ACTION",
+            "metrics": "--output"}.get(
         command, "--format") in out
 
 

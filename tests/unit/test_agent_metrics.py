@@ -1,0 +1,246 @@
+"""HostAgent's metrics and ``pci-passthrough metrics``, read back with
+prometheus-client's own text parser: pools from a real sysfs tree and
+ledger, operations through HostAgent on libvirt's test driver."""
+
+import os
+import pathlib
+import uuid
+
+import libvirt
+import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+
+from pci_passthrough import HostAgent, PortRequest, exception
+from pci_passthrough.cli import main
+from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.simulated_host import simulated_host
+from pci_passthrough.metrics import Metrics, exposition
+from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+
+SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
+         '{"vendor_id": "15b3", "physical_network": "physnet2", '
+         '"group": "grp1"}')
+FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
+           '{"name": "grp1", "group": "grp1"}')
+PF_A = "0000:3b:00.0"
+PF_M = "0000:5e:00.0"
+LAYOUT = st.HostLayout((
+    st.PfLayout("intel-x710", PF_A, numvfs=3, netdev="ens1f0"),
+    st.PfLayout("mellanox-cx6dx", PF_M, numvfs=2, netdev="ens2f0np0"),
+))
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> tuple[dict[str, str], Samples]:
+    types, samples = {}, {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return types, samples
+
+
+def pool(samples: Samples, pf: str, state: str) -> float:
+    """The one pool_vfs sample of ``pf`` in ``state`` (any tags)."""
+    found = [v for (name, labels), v in samples.items()
+             if name == "pci_passthrough_pool_vfs"
+             and ("pf", pf) in labels and ("state", state) in labels]
+    assert len(found) == 1, (pf, state, found)
+    return found[0]
+
+
+class Host:
+    def __init__(self, workdir: pathlib.Path,
+                 metrics: Metrics | None = None) -> None:
+        self.conf, self.tree = simulated_host(workdir, LAYOUT,
+                                              device_specs=SPECS,
+                                              flavors=FLAVORS)
+        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
+        self.agent = HostAgent(
+            self.conf, network_driver=LibvirtMacvtapDriver(
+                self.conf, connection=self.conn), metrics=metrics)
+        self.agent.start()
+
+    def scrape(self) -> tuple[dict[str, str], Samples]:
+        # As the nova-compute fork does: the agent's collector in a
+        # registry of the service's own.
+        registry = CollectorRegistry()
+        registry.register(self.agent.metrics)
+        return parse(generate_latest(registry).decode())
+
+    def close(self) -> None:
+        self.agent.close()
+        self.conn.close()
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = Host(tmp_path / "h")
+    yield h
+    h.close()
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def test_pool_gauges_follow_claims_and_health(host):
+    types, samples = host.scrape()
+    assert types["pci_passthrough_pool_vfs"] == "gauge"
+    assert samples[("pci_passthrough_pool_vfs", frozenset({
+        ("pf", PF_A), ("physical_network", "physnet1"),
+        ("group", ""), ("state", "free")}))] == 3
+    assert pool(samples, PF_M, "free") == 2
+    assert samples[("pci_passthrough_pool_source_up", frozenset())] == 1
+    inst = new_uuid()
+    host.agent.claim(inst, [PortRequest(0, flavor="net1")])
+    _, samples = host.scrape()
+    assert (pool(samples, PF_A, "free"), pool(samples, PF_A, "held")) == \
+        (2, 1)
+    # Carrier lost: the free VFs of the PF count as unhealthy, the held
+    # one stays held.
+    dev = host.tree.devices[PF_A]
+    (dev.path / "net" / "ens1f0" / "operstate").write_text("down\n")
+    host.agent.refresh()
+    _, samples = host.scrape()
+    assert [pool(samples, PF_A, s) for s in
+            ("free", "held", "unhealthy", "other")] == [0, 1, 2, 0]
+    assert pool(samples, PF_M, "free") == 2
+
+
+def test_operations_are_counted_and_timed(host):
+    inst = new_uuid()
+    host.agent.claim(inst, [PortRequest(0, flavor="net1",
+                                        mac="fa:16:3e:00:00:01")])
+    host.agent.plug(inst)
+    with pytest.raises(exception.ClaimFailed):
+        host.agent.claim(new_uuid(), [PortRequest(i, flavor="grp1")
+                                      for i in range(3)])
+    host.agent.release(inst)
+    host.agent.release(inst)  # nothing held: not counted again
+    types, samples = host.scrape()
+    for name in ("claims", "claim_failures", "plugs", "releases"):
+        assert types[f"pci_passthrough_{name}"] == "counter"
+    got = {name: samples[(f"pci_passthrough_{name}_total", frozenset())]
+           for name in ("claims", "claim_failures", "plugs",
+                        "plug_failures", "releases")}
+    assert got == {"claims": 1, "claim_failures": 1, "plugs": 1,
+                   "plug_failures": 0, "releases": 1}
+    assert types["pci_passthrough_claim_duration_seconds"] == "histogram"
+    assert samples[("pci_passthrough_claim_duration_seconds_count",
+                    frozenset())] == 2
+    assert samples[("pci_passthrough_plug_duration_seconds_count",
+                    frozenset())] == 1
+
+
+def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
+    h = Host(tmp_path / "h")
+    try:
+        inst = new_uuid()
+        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
+        h.agent.plug(inst)
+        name = h.agent.network_name(inst, 0)
+        net = h.conn.networkLookupByName(name)
+        net.destroy()
+        net.undefine()
+        report = h.agent.doctor(fix=True)
+        assert [f.kind.value for f in report.findings if f.fixed] == \
+            ["missing-network"]
+        prefix = h.conf.pci_passthrough.network_name_prefix
+        orphan = f"{prefix}{new_uuid()}-0"
+        h.conn.networkDefineXML(
+            f"<network><name>{orphan}</name><forward mode='bridge'>"
+            f"<interface dev='eth0'/></forward></network>").create()
+        h.agent.close()
+        # A new agent's start() reconciles, counted in the Metrics it
+        # was given.
+        mine = Metrics()
+        h.agent = HostAgent(h.conf, network_driver=LibvirtMacvtapDriver(
+            h.conf, connection=h.conn), metrics=mine)
+        assert h.agent.metrics is mine
+        h.agent.start()
+        _, samples = h.scrape()
+        assert samples[("pci_passthrough_reconcile_actions_total",
+                        frozenset({("action", "deleted")}))] == 1
+        # The given Metrics reads its pools from this agent.
+        assert pool(samples, PF_A, "held") == 1
+        # Its counters are its own: the first agent's repair is not here.
+        counted = parse(exposition(mine))[1]
+        assert ("pci_passthrough_doctor_repairs_total",
+                frozenset({("kind", "missing_network")})) not in counted
+    finally:
+        h.close()
+
+
+def test_the_first_agent_counted_its_doctor_repair(tmp_path):
+    h = Host(tmp_path / "h")
+    try:
+        inst = new_uuid()
+        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
+        h.agent.plug(inst)
+        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
+        net.destroy()
+        net.undefine()
+        h.agent.doctor(fix=True)
+        h.agent.doctor(fix=False)  # finds nothing more, repairs nothing
+        _, samples = h.scrape()
+        assert samples[("pci_passthrough_doctor_repairs_total",
+                        frozenset({("kind", "missing_network")}))] == 1
+    finally:
+        h.close()
+
+
+# -- the command ---------------------------------------------------------
+
+
+def test_metrics_command_prints_the_pools(tmp_path, capsys):
+    h = Host(tmp_path / "h")
+    try:
+        h.agent.claim(new_uuid(), [PortRequest(0, flavor="grp1")])
+        config = tmp_path / "pci.conf"
+        group = h.conf.pci_passthrough
+        config.write_text("\n".join([
+            "[pci_passthrough]",
+            f"sysfs_root = {group.sysfs_root}",
+            f"state_path = {group.state_path}",
+            *(f"device_spec = {s}" for s in SPECS),
+            *(f"flavor = {f}" for f in FLAVORS),
+        ]) + "\n")
+        before = pathlib.Path(group.state_path).read_bytes()
+        assert main.main(["--config-file", str(config), "metrics"]) == 0
+        _, samples = parse(capsys.readouterr().out)
+        assert samples[("pci_passthrough_pool_vfs", frozenset({
+            ("pf", PF_M), ("physical_network", "physnet2"),
+            ("group", "grp1"), ("state", "held")}))] == 1
+        assert pool(samples, PF_M, "free") == 1
+        assert pool(samples, PF_A, "free") == 3
+        assert samples[("pci_passthrough_claims_total", frozenset())] == 0
+        assert pathlib.Path(group.state_path).read_bytes() == before
+        out = tmp_path / "textfile" / "pci.prom"
+        out.parent.mkdir()
+        assert main.main(["--config-file", str(config), "metrics",
+                          "--output", str(out)]) == 0
+        assert parse(out.read_text())[1] == samples
+        assert os.listdir(out.parent) == ["pci.prom"]
+    finally:
+        h.close()
+
+
+def test_metrics_command_never_creates_the_ledger(tmp_path, capsys):
+    root = tmp_path / "sys"
+    st.build_tree(root, LAYOUT)
+    state = tmp_path / "state"
+    config = tmp_path / "pci.conf"
+    config.write_text("\n".join([
+        "[pci_passthrough]",
+        f"sysfs_root = {root}",
+        f"state_path = {state / 'claims.db'}",
+        *(f"device_spec = {s}" for s in SPECS),
+    ]) + "\n")
+    assert main.main(["--config-file", str(config), "metrics"]) == 0
+    assert not state.exists()
+    _, samples = parse(capsys.readouterr().out)
+    assert pool(samples, PF_A, "free") == 3
