@@ -207,3 +207,10 @@ class PlacementConflict(PciPassthroughError):
 class AllocationMismatch(PciPassthroughError):
     msg_fmt = ("The Placement allocation for instance %(instance)s does "
                "not fit this host: %(reason)s. Nothing was claimed.")
+
+
+# --- metrics -------------------------------------------------------------
+
+class InvalidMetricsInput(PciPassthroughError):
+    msg_fmt = ("Invalid metrics input %(what)s: %(reason)s; expected "
+               "%(expected)s.")

@@ -47,10 +47,12 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from pci_passthrough.exception import PciPassthroughError
+from pci_passthrough.exception import InvalidMetricsInput
 from pci_passthrough.pci_address import normalize_address
 
 LOG = logging.getLogger(__name__)
+__all__ = ["InvalidMetricsInput", "Metrics", "PoolCounts", "exposition",
+           "pool_label_names"]
 
 PREFIX = "pci_passthrough_"
 POOL_STATES = ("free", "held", "unhealthy", "other")
@@ -68,13 +70,6 @@ MAX_LABEL_VALUES = 64
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _RESERVED_LABELS = ("pf", "state", "le", "quantile")
-
-
-class InvalidMetricsInput(PciPassthroughError):
-    """Moves into :mod:`pci_passthrough.exception` with the agent's use."""
-
-    msg_fmt = ("Invalid metrics input %(what)s: %(reason)s; expected "
-               "%(expected)s.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
