@@ -39,7 +39,8 @@ def host(vfs: int, pfs: int) -> ScanResult:
         pf_addr = f"0000:{p + 1:02x}:00.0"
         devices.append(PciDevice(pf_addr, DEV_TYPE_PF, "8086", "159b",
                                  numa_node=p % 2, netdev=f"pf{p}",
-                                 totalvfs=per_pf, numvfs=per_pf))
+                                 driver="ice", totalvfs=per_pf,
+                                 numvfs=per_pf))
         for i in range(per_pf):
             devices.append(PciDevice(
                 f"0000:{p + 1:02x}:{(i >> 3) + 1:02x}.{i & 7}", DEV_TYPE_VF,

@@ -7,7 +7,8 @@
 
 bench_agent_memory.py (claim/release memory), bench_config.py
 (settings and regexes), bench_doctor.py (doctor), bench_hygiene.py (netdev
-state), bench_ledger.py (ledger load), bench_network.py (plug/release,
+state), bench_ledger.py (ledger load), bench_metrics.py (health and
+scrapes), bench_network.py (plug/release,
 reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of
 the pci-passthrough command) and
 bench_tracker.py (claims, explain).
