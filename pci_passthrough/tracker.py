@@ -166,11 +166,17 @@ class HostTracker:
         """What changed in the PFs' health since the previous scan,
         logged for the operator."""
         now = self._scanned
-        both = scanned.keys() & now.keys()
-        numvfs = _sorted(a for a in both if now[a].is_pf
-                         and scanned[a].numvfs != now[a].numvfs)
-        rebound = _sorted(a for a in both if now[a].is_vf
-                          and scanned[a].driver != now[a].driver)
+        numvfs_changed, rebound_vfs = [], []
+        for address, dev in now.items():  # one pass: 16k VFs are common
+            prev = scanned.get(address)
+            if prev is None or (prev.driver, prev.numvfs) == (
+                    dev.driver, dev.numvfs):
+                continue
+            if dev.dev_type == DEV_TYPE_PF and prev.numvfs != dev.numvfs:
+                numvfs_changed.append(address)
+            elif dev.dev_type == DEV_TYPE_VF and prev.driver != dev.driver:
+                rebound_vfs.append(address)
+        numvfs, rebound = _sorted(numvfs_changed), _sorted(rebound_vfs)
         unhealthy = _sorted(a for a, why in self._unhealthy.items()
                             if was_unhealthy.get(a) != why)
         recovered = _sorted(a for a in was_unhealthy
