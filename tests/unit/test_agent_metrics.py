@@ -8,6 +8,8 @@ import uuid
 
 import libvirt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
@@ -19,6 +21,7 @@ from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.metrics import Metrics, exposition
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
+EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "10"))
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
          '{"vendor_id": "15b3", "physical_network": "physnet2", '
          '"group": "grp1"}')
@@ -244,3 +247,48 @@ def test_metrics_command_never_creates_the_ledger(tmp_path, capsys):
     assert not state.exists()
     _, samples = parse(capsys.readouterr().out)
     assert pool(samples, PF_A, "free") == 3
+
+
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None)
+@given(steps=hst.lists(hst.tuples(
+    hst.sampled_from(["claim", "release", "down", "up", "unbind"]),
+    hst.sampled_from([PF_A, PF_M])), min_size=1, max_size=6))
+def test_pool_gauges_agree_with_device_states(tmp_path_factory, steps):
+    h = Host(tmp_path_factory.mktemp("h"))
+    held: list[str] = []
+    try:
+        for op, pf in steps:
+            dev = h.tree.devices[pf]
+            state = dev.path / "net" / str(dev.netdev) / "operstate"
+            if op == "claim":
+                inst = new_uuid()
+                flavor = "net1" if pf == PF_A else "grp1"
+                try:
+                    h.agent.claim(inst, [PortRequest(0, flavor=flavor)])
+                    held.append(inst)
+                except exception.ClaimFailed:
+                    pass
+            elif op == "release" and held:
+                h.agent.release(held.pop(0))
+            elif op in ("down", "up"):
+                state.write_text(op + "\n")
+            elif op == "unbind":
+                (dev.path / "driver").unlink(missing_ok=True)
+            h.agent.refresh()
+            states = h.agent.device_states()
+            _, samples = h.scrape()
+            for each in (PF_A, PF_M):
+                vfs = [a for a, d in h.tree.devices.items()
+                       if d.parent_addr == each]
+                seen = [states[a] for a in vfs]
+                assert pool(samples, each, "free") == \
+                    seen.count("available")
+                assert pool(samples, each, "held") == sum(
+                    s in ("claimed", "plugged") for s in seen)
+                assert pool(samples, each, "unhealthy") == \
+                    seen.count("unhealthy")
+                assert sum(pool(samples, each, s) for s in
+                           ("free", "held", "unhealthy", "other")) == \
+                    len(vfs)
+    finally:
+        h.close()
