@@ -214,3 +214,8 @@ class AllocationMismatch(PciPassthroughError):
 class InvalidMetricsInput(PciPassthroughError):
     msg_fmt = ("Invalid metrics input %(what)s: %(reason)s; expected "
                "%(expected)s.")
+
+
+class MetricsOutputError(PciPassthroughError):
+    msg_fmt = ("Cannot write the metrics to %(path)s: %(reason)s; expected "
+               "a file it may create in an existing directory.")

@@ -17,6 +17,7 @@ import tempfile
 
 from oslo_config import cfg
 
+from pci_passthrough import exception
 from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
 
 
@@ -52,7 +53,12 @@ def run(conf: cfg.ConfigOpts) -> int:
     if conf.command.output is None:
         sys.stdout.write(text)
         return 0
-    _write_atomically(conf.command.output, text)
+    try:
+        _write_atomically(conf.command.output, text)
+    except OSError as exc:
+        raise exception.MetricsOutputError(
+            path=conf.command.output,
+            reason=exc.strerror or str(exc)) from exc
     return 0
 
 

@@ -292,3 +292,24 @@ def test_pool_gauges_agree_with_device_states(tmp_path_factory, steps):
                     len(vfs)
     finally:
         h.close()
+
+
+def test_metrics_output_that_cannot_be_written_is_a_clear_error(
+        tmp_path, capsys):
+    root = tmp_path / "sys"
+    st.build_tree(root, LAYOUT)
+    config = tmp_path / "pci.conf"
+    config.write_text("\n".join([
+        "[pci_passthrough]",
+        f"sysfs_root = {root}",
+        f"state_path = {tmp_path / 'claims.db'}",
+        *(f"device_spec = {s}" for s in SPECS),
+    ]) + "\n")
+    target = tmp_path / "missing" / "pci.prom"
+    assert main.main(["--config-file", str(config), "metrics",
+                      "--output", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pci-passthrough: error: Cannot write the "
+                          f"metrics to {target}: No such file or "
+                          f"directory; expected")
+    assert not (tmp_path / "missing").exists()
