@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -34,7 +34,6 @@ from pci_passthrough.claims import (
 from pci_passthrough.doctor import DoctorReport, Finding, FindingKind
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.metrics import Metrics, pool_label_names
 from pci_passthrough.netdev_access import (
     NetdevAccess,
     NetlinkAccess,
@@ -52,6 +51,11 @@ from pci_passthrough.network.names import network_name, parse_network_name
 from pci_passthrough.settings import load_settings
 from pci_passthrough.states import NETWORKED, PortState, Repair
 from pci_passthrough.tracker import HostTracker
+
+if TYPE_CHECKING:
+    # prometheus-client costs 50 ms to import: loaded with the first
+    # agent, not with the commands that import this module.
+    from pci_passthrough.metrics import Metrics
 
 LOG = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -119,7 +123,7 @@ class HostAgent:
                  netdev_access: NetdevAccess | None = None,
                  clock: Callable[[], float] = time.time,
                  readonly: bool = False,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: "Metrics | None" = None) -> None:
         # The whole configuration is validated here, before anything on the
         # host is touched: no partial configuration is ever used.
         settings = load_settings(conf)
@@ -437,7 +441,9 @@ class HostAgent:
         with self._open("unhealthy_pfs"):
             return self._tracker.unhealthy_pfs()
 
-    def _metrics(self, metrics: Metrics | None) -> Metrics:
+    def _metrics(self, metrics: "Metrics | None") -> "Metrics":
+        from pci_passthrough.metrics import Metrics, pool_label_names
+
         labels = pool_label_names(self._specs.tag_names)
         if metrics is None:
             return Metrics(pools=self._tracker.pool_counts,

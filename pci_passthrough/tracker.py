@@ -21,6 +21,7 @@ knows nothing of networks.
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -48,13 +49,16 @@ from pci_passthrough.device import (
 from pci_passthrough.flavors import FlavorSet, FlavorSpec
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger, LedgerRecord
-from pci_passthrough.metrics import PoolCounts
 from pci_passthrough.netdev_name import is_valid_netdev_name
 from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.pci_address import address_sort_key
 from pci_passthrough.pools import Pool, PoolKey, pool_key
 from pci_passthrough.settings import load_settings
 from pci_passthrough.states import PortState, check_transition
+
+if TYPE_CHECKING:
+    # prometheus-client costs 50 ms to import: only pool_counts needs it.
+    from pci_passthrough.metrics import PoolCounts
 
 LOG = logging.getLogger(__name__)
 # Matching pools are cached per flavor; inline specs make new flavors at
@@ -500,11 +504,13 @@ class HostTracker:
                 return f"unhealthy: its PF {pf} {self._unhealthy[pf]}"
         return None
 
-    def pool_counts(self) -> list[PoolCounts]:
+    def pool_counts(self) -> list["PoolCounts"]:
         """The VF counts of every pool, for the metrics: labelled by the
         VFs' PF and the pool's tags (a PF matched by a device_spec as a
         whole device is not counted).  Held VFs are ``held``; free ones
         ``free``; the others whose PF is unhealthy ``unhealthy``."""
+        from pci_passthrough.metrics import PoolCounts
+
         with self._lock:
             self._sync(self._ledger.records)
             counts: dict[tuple[str, PoolKey], list[int]] = {}
