@@ -499,9 +499,12 @@ class HostTracker:
             return dict(self._unhealthy)
 
     def _unhealthy_reason(self, dev: PciDevice) -> str | None:
-        for pf in (dev.address, dev.parent_addr):
-            if pf is not None and pf in self._unhealthy:
-                return f"unhealthy: its PF {pf} {self._unhealthy[pf]}"
+        if dev.address in self._unhealthy:
+            return f"unhealthy: PF {dev.address} " \
+                f"{self._unhealthy[dev.address]}"
+        pf = dev.parent_addr
+        if pf is not None and pf in self._unhealthy:
+            return f"unhealthy: its PF {pf} {self._unhealthy[pf]}"
         return None
 
     def pool_counts(self) -> list["PoolCounts"]:

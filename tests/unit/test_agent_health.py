@@ -21,7 +21,9 @@ from pci_passthrough.placement.tree import build_tree
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "10"))
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
+FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
+           '{"name": "pf1", "physical_network": "physnet1", '
+           '"device_type": "type-PF"}')
 PF_A = "0000:3b:00.0"
 PF_B = "0000:af:00.0"
 
@@ -95,6 +97,12 @@ def test_a_pf_that_lost_carrier_gives_no_vf_and_explain_says_why(host):
                            f"carrier (operstate lowerlayerdown)")
         assert host.agent.device_states()[vf] == "unhealthy"
     assert why[host.vfs_of(PF_B)[0]] is None
+    # The PF itself, assignable as a whole here, is not available either.
+    assert host.agent.device_states()[PF_A] == "unhealthy"
+    pf_why = {d.address: d.reason
+              for d in host.agent.explain("pf1").devices}
+    assert pf_why[PF_A] == ("unhealthy: PF 0000:3b:00.0 netdev ens1f0 "
+                            "lost carrier (operstate lowerlayerdown)")
     # Only PF_B's one VF is claimable: two ports cannot be served.
     with pytest.raises(exception.ClaimFailed):
         host.agent.claim(new_uuid(), [PortRequest(0, flavor="net1"),
