@@ -16,10 +16,16 @@ share a trait, and a long value never makes an invalid name.
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 import os_resource_classes
 import os_traits
 
+#: Tags (and flavor keys) with Nova's meaning in Placement: the class and
+#: the required traits, compared after normalisation, not as values.
+RESOURCE_CLASS_TAG = "resource_class"
+TRAITS_TAG = "traits"
+PHYSNET_TAG = "physical_network"
 #: Placement's limit on trait and resource class names.
 MAX_NAME = 255
 #: Placement's limit on resource provider names.
@@ -88,6 +94,33 @@ def traits_tag(tag: str) -> frozenset[str]:
         name = upper if upper.startswith("CUSTOM_") else _normalize(upper)
         names.add(_check(name, "trait", item))
     return frozenset(names)
+
+
+def tag_traits(tags: Mapping[str, str]) -> frozenset[str]:
+    """The traits a device_spec's tags give its devices: the ``traits``
+    tag's names and the physnet trait of ``physical_network``.
+
+    :raises ValueError: a name cannot become a valid trait.
+    """
+    traits: set[str] = set()
+    if tags.get(TRAITS_TAG):
+        traits |= traits_tag(tags[TRAITS_TAG])
+    if tags.get(PHYSNET_TAG):
+        traits.add(physnet_trait(tags[PHYSNET_TAG]))
+    return frozenset(traits)
+
+
+def tag_resource_class(tags: Mapping[str, str], vendor_id: str,
+                       product_id: str) -> str:
+    """The class of a device: its ``resource_class`` tag normalised, else
+    Nova's default for its ids.
+
+    :raises ValueError: the tag cannot become a valid class name.
+    """
+    tag = tags.get(RESOURCE_CLASS_TAG)
+    if tag:
+        return resource_class(tag)
+    return default_resource_class(vendor_id, product_id)
 
 
 def physnet_trait(physnet: str) -> str:
