@@ -318,6 +318,11 @@ CALLS = {
     "explain": lambda a: a.explain("net1"),
     "network_name": lambda a: a.network_name(INST, 0),
     "__enter__": lambda a: a.__enter__(),
+    # Placement
+    "update_provider_tree": lambda a: a.update_provider_tree(None, "n"),
+    "use_placement_providers": lambda a: a.use_placement_providers("n", {}),
+    "provider_tree": lambda a: a.provider_tree("n"),
+    "request_groups": lambda a: a.request_groups("net1"),
 }
 
 
