@@ -19,6 +19,7 @@ Names go through :mod:`pci_passthrough.placement.names`, the one
 normalisation, so explain, claim and the Placement requests agree.
 """
 
+import functools
 from collections.abc import Collection, Mapping
 
 from pci_passthrough.device import DEV_TYPE_PF, PciDevice
@@ -48,10 +49,24 @@ def device_attrs(dev: PciDevice, tags: Mapping[str, str]) -> dict[str, str]:
                  dev_type=dev.dev_type, address=dev.address)
     if dev.numa_node is not None:
         attrs["numa_node"] = str(dev.numa_node)
-    attrs[RESOURCE_CLASS_TAG] = names.tag_resource_class(
-        tags, dev.vendor_id, dev.product_id)
-    attrs[TRAITS_TAG] = ",".join(sorted(names.tag_traits(tags)))
+    rc, traits = _tag_names(tags.get(RESOURCE_CLASS_TAG) or None,
+                            tags.get(TRAITS_TAG) or None,
+                            tags.get(names.PHYSNET_TAG) or None)
+    attrs[RESOURCE_CLASS_TAG] = rc or names.default_resource_class(
+        dev.vendor_id, dev.product_id)
+    attrs[TRAITS_TAG] = traits
     return attrs
+
+
+# A pure function of a spec's three tags, memoised: a host has a few
+# specs and thousands of VFs, and normalising is most of a scan's cost.
+@functools.lru_cache(maxsize=1024)
+def _tag_names(rc: str | None, traits: str | None,
+               physnet: str | None) -> tuple[str | None, str]:
+    tags = {k: v for k, v in ((RESOURCE_CLASS_TAG, rc), (TRAITS_TAG, traits),
+                              (names.PHYSNET_TAG, physnet)) if v}
+    return ((names.resource_class(rc) if rc else None),
+            ",".join(sorted(names.tag_traits(tags))))
 
 
 def placement_traits(attrs: Attrs,

@@ -110,19 +110,6 @@ def tag_traits(tags: Mapping[str, str]) -> frozenset[str]:
     return frozenset(traits)
 
 
-def tag_resource_class(tags: Mapping[str, str], vendor_id: str,
-                       product_id: str) -> str:
-    """The class of a device: its ``resource_class`` tag normalised, else
-    Nova's default for its ids.
-
-    :raises ValueError: the tag cannot become a valid class name.
-    """
-    tag = tags.get(RESOURCE_CLASS_TAG)
-    if tag:
-        return resource_class(tag)
-    return default_resource_class(vendor_id, product_id)
-
-
 def physnet_trait(physnet: str) -> str:
     """Neutron's trait for a physical network (``CUSTOM_PHYSNET_...``).
 
