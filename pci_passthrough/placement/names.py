@@ -14,12 +14,12 @@ of the exact key and value: two values the matcher tells apart never
 share a trait, and a long value never makes an invalid name.
 """
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
 
 import os_resource_classes
-import os_traits
 
 #: Tags (and flavor keys) with Nova's meaning in Placement: the class and
 #: the required traits, compared after normalisation, not as values.
@@ -31,11 +31,11 @@ MAX_NAME = 255
 #: Placement's limit on resource provider names.
 MAX_PROVIDER_NAME = 200
 _CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]*[A-Z0-9][A-Z0-9_]*\Z")
-_STANDARD_TRAITS = frozenset(os_traits.get_traits())
+_NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 _STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
 
 #: Nova's trait on every PCI provider it manages.
-MANAGED_PCI_TRAIT = os_traits.COMPUTE_MANAGED_PCI_DEVICE
+MANAGED_PCI_TRAIT = "COMPUTE_MANAGED_PCI_DEVICE"
 #: Our own mark on every provider this library reports: the reporter
 #: finds its providers by it, and every request requires it, so that
 #: providers others report (Nova's own PCI ones) are never offered.
@@ -46,8 +46,18 @@ _READABLE = 48
 _HASH_CHARS = 10
 
 
+# os_traits.normalize_name, spelled out: importing os_traits loads every
+# trait module (about 20 ms), and device_spec parsing, so every command's
+# start-up, needs the normaliser.  A unit test holds the two equal.
 def _normalize(name: str) -> str:
-    return os_traits.normalize_name(name)  # type: ignore[no-any-return]
+    return "CUSTOM_" + _NON_ALNUM.sub("_", name).upper()
+
+
+@functools.cache
+def _standard_traits() -> frozenset[str]:
+    import os_traits
+
+    return frozenset(os_traits.get_traits())
 
 
 def _check(name: str, what: str, source: str) -> str:
@@ -88,7 +98,7 @@ def traits_tag(tag: str) -> frozenset[str]:
         if not item:
             continue
         upper = item.upper()
-        if upper in _STANDARD_TRAITS:
+        if upper in _standard_traits():
             names.add(upper)
             continue
         name = upper if upper.startswith("CUSTOM_") else _normalize(upper)
