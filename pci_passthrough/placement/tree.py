@@ -94,7 +94,7 @@ def check_specs(specs: DeviceSpecList) -> None:
     """
     for position, spec in enumerate(specs.specs, start=1):
         try:
-            _tag_names(spec.tags)
+            _check_tag_names(spec.tags)
         except ValueError as exc:
             entry = f"spec #{position} with tags " + json.dumps(
                 dict(spec.tags), sort_keys=True)
@@ -103,7 +103,7 @@ def check_specs(specs: DeviceSpecList) -> None:
                 reason=str(exc)) from None
 
 
-def _tag_names(tags: Mapping[str, str]) -> None:
+def _check_tag_names(tags: Mapping[str, str]) -> None:
     rc = tags.get(RESOURCE_CLASS_TAG)
     if rc:
         names.resource_class(rc)
