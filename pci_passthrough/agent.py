@@ -17,9 +17,9 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -48,6 +48,11 @@ from pci_passthrough.network.base import (
     NetworkStatus,
 )
 from pci_passthrough.network.names import network_name, parse_network_name
+from pci_passthrough.placement import allocation as placement_allocation
+from pci_passthrough.placement import conf as placement_conf
+from pci_passthrough.placement import provider_tree as placement_provider_tree
+from pci_passthrough.placement import requests as placement_requests
+from pci_passthrough.placement.tree import ProviderTree, build_tree
 from pci_passthrough.settings import load_settings
 from pci_passthrough.states import NETWORKED, PortState, Repair
 from pci_passthrough.tracker import HostTracker
@@ -148,6 +153,7 @@ class HostAgent:
         self._active = 0
         self._closed = False
         self._scanned = False
+        self._placement = _PlacementState()
 
     # -- lifecycle of the agent ------------------------------------------
 
@@ -239,22 +245,31 @@ class HostAgent:
     # -- instances ---------------------------------------------------------
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
-              numa_cells: Collection[int] | None = None
+              numa_cells: Collection[int] | None = None, *,
+              allocation: Mapping[int, str] | None = None
               ) -> list[Allocation]:
         """Claim one device per port, all or nothing.
 
         Ports the instance already holds are returned as they are, so a
         repeated call claims nothing twice.
 
+        :param allocation: what the scheduler allocated in Placement: per
+            port index, the UUID of the PF provider its unit is on (the
+            allocation request's mappings, one request group per port).
+            Each port then takes a VF of that PF only.
         :raises ClaimConflict: a port is held with another flavor, spec,
             MAC or VLAN than this request's.
         :raises InvalidPortRequest: a VLAN the network driver cannot
             carry; nothing is recorded.
+        :raises AllocationMismatch: the allocation does not fit this host
+            (a provider not of this host, a port without a provider, or
+            no free VF of the allocated PF serves the port); nothing is
+            recorded.
         """
         with self._instance("claim", instance_uuid), \
                 self.metrics.time_claim():
             return self._named(self._claim(instance_uuid, ports,
-                                           numa_cells))
+                                           numa_cells, allocation))
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         """Before boot: define and start the instance's networks.
@@ -271,21 +286,26 @@ class HostAgent:
 
     def prepare_incoming_migration(
             self, instance_uuid: str, ports: Sequence[PortRequest],
-            numa_cells: Collection[int] | None = None
+            numa_cells: Collection[int] | None = None, *,
+            allocation: Mapping[int, str] | None = None
     ) -> list[PluggedPort]:
         """On the destination, before a live migration.
 
         Claims devices here and defines networks with the names the
         instance uses, holding this host's VFs.
 
+        :param allocation: the destination's Placement allocation, as
+            for claim().
         :raises MigrationRefused: when this host cannot serve every port;
             nothing is left claimed or defined here.
+        :raises AllocationMismatch: the allocation does not fit this
+            host; nothing is claimed or defined here.
         """
         with self._instance("prepare_incoming_migration", instance_uuid):
             held = {a.port_index for a in
                     self._tracker.allocations(instance_uuid)}
             try:
-                self._claim(instance_uuid, ports, numa_cells,
+                self._claim(instance_uuid, ports, numa_cells, allocation,
                             incoming=True)
             except (exception.ClaimFailed,
                     exception.InvalidPortRequest) as exc:
@@ -451,6 +471,145 @@ class HostAgent:
         metrics.use_pools(self._tracker.pool_counts)
         return metrics
 
+    # -- Placement -------------------------------------------------------
+
+    def update_provider_tree(self, provider_tree: Any, nodename: str,
+                             allocations: dict[str, Any] | None = None
+                             ) -> placement_provider_tree.TreeUpdate:
+        """For the virt driver's own ``update_provider_tree``: make the
+        compute node's PF providers in nova's ``ProviderTree`` this
+        host's (inventories, traits; stale ones kept reserved or
+        removed) and, with ``allocations``, heal the instances' PCI
+        units from the ledger, in place.  The root provider is nova's
+        and left alone.  Remembers the providers' UUIDs, by which
+        claim() reads an allocation.
+
+        :param provider_tree: nova.compute.provider_tree.ProviderTree
+            (duck-typed: the library does not import nova).
+        """
+        with self._open("update_provider_tree"):
+            tree = self._provider_tree(nodename)
+            update = placement_provider_tree.update_provider_tree(
+                provider_tree, nodename, tree, self._tracker.records(),
+                allocations)
+            self._placement.uuids = (nodename, {
+                p.name: provider_tree.data(p.name).uuid
+                for p in tree.providers})
+            return update
+
+    def use_placement_providers(self, nodename: str,
+                                uuids: Mapping[str, str]) -> None:
+        """Where nova does not call update_provider_tree (the standalone
+        reporter, ``pci-passthrough placement sync``): the UUIDs
+        Placement gave this host's providers, by provider name."""
+        with self._open("use_placement_providers"):
+            self._placement.uuids = (nodename, dict(uuids))
+
+    def provider_tree(self, nodename: str | None = None) -> ProviderTree:
+        """The provider tree this host reports (nodename: the option
+        ``nodename``, else the host name)."""
+        with self._open("provider_tree"):
+            return self._provider_tree(
+                nodename or placement_conf.nodename(self._conf))
+
+    def request_groups(self, flavor: str, count: int = 1) -> list[str]:
+        """The Placement request for ``count`` devices of ``flavor``:
+        queries for GET /allocation_candidates (no leading "?"; at
+        microversion placement_requests.MICROVERSION), one suffixed
+        request group of one unit per device; the candidates are the
+        union of their answers.  Empty when no provider of this host
+        can serve the flavor.
+
+        :raises UnknownFlavor, PlacementRequestError:
+        """
+        with self._open("request_groups"):
+            tree = self._provider_tree(placement_conf.nodename(self._conf))
+            return placement_requests.request_queries(
+                self._flavors, flavor, count, tree.catalog())
+
+    def _provider_tree(self, nodename: str) -> ProviderTree:
+        if not self._scanned:
+            self._refresh()
+        devices = self._tracker.scanned_devices()
+        cached = self._placement.tree
+        # One tree per scan: claims read it on every call.
+        if cached is not None and cached[0] is devices and \
+                cached[1].nodename == nodename:
+            return cached[1]
+        tree = build_tree(nodename, devices, self._specs,
+                          self._flavors.special_attributes)
+        self._placement.tree = (devices, tree)
+        return tree
+
+    def _claim_allocated(self, instance: str, ports: Sequence[PortRequest],
+                         numa_cells: Collection[int] | None,
+                         allocation: Mapping[int, str],
+                         held: Mapping[int, Allocation],
+                         missing: Sequence[PortRequest],
+                         state: PortState = PortState.CLAIMED,
+                         lease_started: float | None = None
+                         ) -> list[Allocation]:
+        """Claim ``missing`` ports from the PFs Placement allocated; the
+        ports already held must be on theirs."""
+        within = self._allocated_vfs(instance, ports, allocation)
+        for port in ports:
+            have = held.get(port.index)
+            if have is not None and have.address not in within[port.index]:
+                raise exception.AllocationMismatch(
+                    instance=instance,
+                    reason=f"port {port.index} holds {have.address}, "
+                           f"which is not a VF of the provider "
+                           f"{allocation[port.index]} it was allocated on")
+        try:
+            new = (self._tracker.claim(
+                instance, missing, numa_cells, state=state,
+                lease_started=lease_started,
+                within=[within[p.index] for p in missing])
+                if missing else [])
+        except exception.ClaimFailed as exc:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason=str(exc).rstrip(".")) from exc
+        wanted = {p.index for p in ports}
+        result = [a for a in held.values() if a.port_index in wanted]
+        return sorted([*result, *new], key=lambda a: a.port_index)
+
+    def _allocated_vfs(self, instance: str, ports: Sequence[PortRequest],
+                       allocation: Mapping[int, str]
+                       ) -> dict[int, frozenset[str]]:
+        """Per port index, the VFs of the provider it was allocated on."""
+        if not isinstance(allocation, Mapping) or not all(
+                isinstance(k, int) and isinstance(v, str)
+                for k, v in allocation.items()):
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason=f"expected a mapping of port index to provider "
+                       f"UUID, got {_shorten(repr(allocation))}")
+        indexes = [p.index for p in ports]
+        lacking = sorted(set(indexes) - set(allocation))
+        extra = sorted(set(allocation) - set(indexes))
+        if lacking or extra:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason=f"it must name one provider per requested port "
+                       f"({', '.join(map(str, sorted(indexes)))}); "
+                       f"missing: {', '.join(map(str, lacking)) or 'none'}"
+                       f", not requested: "
+                       f"{', '.join(map(str, extra)) or 'none'}")
+        known = self._placement.uuids
+        if known is None:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason="this host does not know its Placement providers "
+                       "yet (update_provider_tree or "
+                       "use_placement_providers has not been called)")
+        nodename, uuids = known
+        chosen = placement_allocation.port_providers(
+            self._provider_tree(nodename), instance, uuids,
+            [allocation[i] for i in indexes])
+        return {i: frozenset(p.vfs)
+                for i, p in zip(indexes, chosen, strict=True)}
+
     # -- internals -----------------------------------------------------------
 
     def _name(self, instance_uuid: str, port_index: int) -> str:
@@ -506,6 +665,7 @@ class HostAgent:
 
     def _claim(self, instance_uuid: str, ports: Sequence[PortRequest],
                numa_cells: Collection[int] | None,
+               allocation: Mapping[int, str] | None = None,
                incoming: bool = False) -> list[Allocation]:
         _check_request(ports, numa_cells)
         if not self._scanned:
@@ -517,14 +677,15 @@ class HostAgent:
         if held:
             self._check_repeated(instance_uuid, ports, held)
         missing = [p for p in ports if p.index not in held]
-        if not missing:
-            new = []
-        elif incoming:
-            new = self._tracker.claim(
-                instance_uuid, missing, numa_cells,
-                state=PortState.INCOMING, lease_started=self._clock())
-        else:
-            new = self._tracker.claim(instance_uuid, missing, numa_cells)
+        state, lease_started = ((PortState.INCOMING, self._clock())
+                                if incoming else (PortState.CLAIMED, None))
+        if allocation is not None:
+            return self._claim_allocated(instance_uuid, ports, numa_cells,
+                                         allocation, held, missing, state,
+                                         lease_started)
+        new = (self._tracker.claim(instance_uuid, missing, numa_cells,
+                                   state=state, lease_started=lease_started)
+               if missing else [])
         wanted = {p.index for p in ports}
         result = [a for a in held.values() if a.port_index in wanted]
         return sorted([*result, *new], key=lambda a: a.port_index)
@@ -989,6 +1150,14 @@ class HostAgent:
             self._call(instance, port, subject,
                        self._driver.ensure_network, self._spec(alloc))
             return None
+
+
+@dataclasses.dataclass(slots=True)
+class _PlacementState:
+    #: (nodename, provider name -> UUID), once learnt.
+    uuids: tuple[str, dict[str, str]] | None = None
+    #: The last scan's devices and the tree built from them.
+    tree: tuple[tuple[Any, ...], ProviderTree] | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -29,6 +29,7 @@ from pci_passthrough.pci_address import (
     AddressRegex,
     AddressSyntaxError,
 )
+from pci_passthrough.placement import names as placement_names
 
 _ID = re.compile(r"(?:0x)?([0-9a-fA-F]{1,4})\Z")
 # Tags whose values Nova reads as booleans (nova/pci/devspec.py).
@@ -187,6 +188,12 @@ def _parse_object(obj: Mapping[str, Any]) -> DeviceSpec:
             continue
         check_tag_key(key)
         tags[key] = tag_value(key, value)
+    # The class and traits these tags give must be Placement names: the
+    # matcher compares flavors with them as Placement does.
+    if tags.get(placement_names.RESOURCE_CLASS_TAG):
+        placement_names.resource_class(
+            tags[placement_names.RESOURCE_CLASS_TAG])
+    placement_names.tag_traits(tags)
     return DeviceSpec(
         vendor_id=_id(obj, "vendor_id"), product_id=_id(obj, "product_id"),
         address=address, devname=devname, tags=tags, exact_address=exact)

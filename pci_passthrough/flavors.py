@@ -5,6 +5,11 @@ A flavor is a JSON object in the option ``[pci_passthrough] flavor`` with a
 ``[pci] alias`` (vendor_id, product_id, device_type, numa_policy) and any
 tag some device_spec attaches.  Flavors with the same name are OR-ed.
 Values compare as Nova compares them: ids and strings case-insensitively.
+``resource_class`` and ``traits`` have the meaning Nova's alias gives
+them, on the host and in Placement alike: the class compared after
+normalisation, the traits as required traits (a device serves the
+flavor when its traits include them all); both are stored normalised
+(:mod:`pci_passthrough.placement.names`).
 
 Entries are read as hostile input (:mod:`pci_passthrough.config_json`).
 A flavor name must be writable on the command line, where
@@ -26,6 +31,8 @@ from pci_passthrough import config_json, exception
 from pci_passthrough.device import DEV_TYPES
 from pci_passthrough.devspec import RESERVED_KEYS, check_tag_key, tag_value
 from pci_passthrough.pci_address import normalize_address
+from pci_passthrough.placement import names as placement_names
+from pci_passthrough.placement.names import RESOURCE_CLASS_TAG, TRAITS_TAG
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +41,9 @@ LOG = logging.getLogger(__name__)
 NUMA_POLICIES = ("required", "legacy", "preferred")
 #: Keys a flavor may name besides device_spec tags.
 BUILTIN_KEYS = ("vendor_id", "product_id", "device_type", "numa_policy",
-                "address", "numa_node")
+                "address", "numa_node", RESOURCE_CLASS_TAG, TRAITS_TAG)
+# Keys every device has (its class and traits): never special.
+_NOVA_KEYS = (RESOURCE_CLASS_TAG, TRAITS_TAG)
 # Keys that tie a flavor to one slot or node: accepted, with a warning.
 _PINNING_KEYS = ("address", "numa_node")
 _ID = re.compile(r"[0-9a-fA-F]{4}\Z")
@@ -59,7 +68,8 @@ class FlavorSpec:
 
     ``attrs`` are the attributes a device must have, normalised (lower
     case; ``device_type`` is stored as ``dev_type``, the device field it
-    compares with).
+    compares with; ``resource_class`` and ``traits`` as Placement names,
+    the traits sorted and comma separated).
     """
 
     name: str
@@ -204,6 +214,12 @@ def check_special_attributes(values: Collection[str], *,
                        f"be special; expected a device_spec tag such as "
                        f"group, not one of "
                        f"{', '.join(sorted(RESERVED_KEYS))}")
+        if value in _NOVA_KEYS:
+            raise exception.InvalidOption(
+                group=group, option=option, entry=entry,
+                reason=f"{value} has Nova's meaning (every device has a "
+                       f"class and traits) and cannot be special; "
+                       f"expected a device_spec tag such as group")
         try:
             check_tag_key(value)
         except ValueError as exc:
@@ -261,6 +277,8 @@ def _parse_object(data: Mapping[str, Any],
                 raise ValueError(f"flavor {name!r}: {exc}") from None
         elif key == "numa_node":
             attrs[key] = str(_numa_node(name, value))
+        elif key in _NOVA_KEYS:
+            attrs[key] = _placement_value(name, key, value)
         else:
             attrs[key] = _tag_text(name, key, value)
     return FlavorSpec(name=name, attrs=tuple(sorted(attrs.items())),
@@ -276,6 +294,22 @@ def _numa_node(name: str, value: Any) -> int:
     raise ValueError(f"flavor {name!r}: numa_node "
                      f"{config_json.describe(value)} is not a node number; "
                      f"expected 0 to {MAX_NUMA_NODE}")
+
+
+def _placement_value(name: str, key: str, value: Any) -> str:
+    text = _tag_text(name, key, value)
+    try:
+        if key == RESOURCE_CLASS_TAG:
+            return placement_names.resource_class(text)
+        traits = placement_names.traits_tag(text)
+    except ValueError as exc:
+        raise ValueError(f"flavor {name!r}: {exc}") from None
+    if not traits:
+        raise ValueError(f"flavor {name!r}: traits "
+                         f"{config_json.describe(value)} names no trait; "
+                         f"expected comma-separated names such as "
+                         f"\"CUSTOM_FAST,HW_NIC_SRIOV\"")
+    return ",".join(sorted(traits))
 
 
 def _choice(name: str, key: str, value: Any,

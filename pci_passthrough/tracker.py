@@ -100,6 +100,7 @@ class HostTracker:
         self._scanned: dict[str, PciDevice] = {}
         self._unhealthy: dict[str, str] = {}
         self._version: int | None = None
+        self._devices: tuple[PciDevice, ...] = ()
         with self._lock:
             self._journalled = set(ledger.journals())
             self._load(ledger.records())
@@ -139,6 +140,7 @@ class HostTracker:
             scanned, self._scanned = self._scanned, scan.by_address()
             was_unhealthy = self._unhealthy
             self._unhealthy = health.pf_problems(scan.devices)
+            self._devices = tuple(scan.devices)
             for dev in scan.devices:
                 tags = specs.match(dev)
                 if tags is None:
@@ -202,6 +204,18 @@ class HostTracker:
                      address)
         return {"numvfs_changed": numvfs, "rebound": rebound,
                 "unhealthy": unhealthy, "recovered": recovered}
+
+    def scanned_devices(self) -> tuple[PciDevice, ...]:
+        """Every device of the last scan (one tuple per scan: a caller may
+        cache what it derives from it by identity)."""
+        with self._lock:
+            return self._devices
+
+    def records(self) -> list[LedgerRecord]:
+        """The ledger's records: who holds which device."""
+        with self._lock:
+            self._sync(self._ledger.records)
+            return list(self._held.values())
 
     def _add(self, dev: PciDevice, tags: dict[str, str]) -> None:
         key = pool_key(dev, tags)
@@ -292,15 +306,23 @@ class HostTracker:
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
               state: PortState = PortState.CLAIMED,
-              lease_started: float | None = None) -> list[Allocation]:
+              lease_started: float | None = None,
+              within: Sequence[Collection[str]] | None = None
+              ) -> list[Allocation]:
         """One device per port, all or nothing, recorded before return.
 
         :param state: CLAIMED, or INCOMING for a live migration's
             destination, whose lease starts at ``lease_started``.
+        :param within: per port, the only devices it may take (the VFs of
+            the PF provider Placement allocated it on).
 
         :raises ClaimFailed: naming the port, its flavor and why no device
             serves it; nothing changed.
         """
+        if within is not None and len(within) != len(ports):
+            raise exception.InvalidPortRequest(
+                port="-", reason=f"{len(within)} device sets for "
+                                 f"{len(ports)} ports")
         instance = canonical_uuid(instance_uuid)
         if len({p.index for p in ports}) != len(ports):
             raise exception.InvalidPortRequest(
@@ -320,7 +342,7 @@ class HostTracker:
                                    f"device for this port")
                     check_transition(instance, port.index, PortState.NONE,
                                      state)
-                picks = self._select(instance, wanted, numa_cells)
+                picks = self._select(instance, wanted, numa_cells, within)
                 records = [LedgerRecord(
                     instance_uuid=instance, port_index=port.index,
                     address=address, state=state,
@@ -361,22 +383,30 @@ class HostTracker:
 
     def _select(self, instance: str,
                 wanted: Sequence[tuple[PortRequest, tuple[FlavorSpec, ...]]],
-                cells: Collection[int] | None) -> list[str]:
+                cells: Collection[int] | None,
+                within: Sequence[Collection[str]] | None = None
+                ) -> list[str]:
         taken: list[str] = []
-        for port, specs in wanted:
-            address = self._pick(specs, port.needs_netdev, cells, taken)
+        for n, (port, specs) in enumerate(wanted):
+            allowed = None if within is None else frozenset(within[n])
+            address = self._pick(specs, port.needs_netdev, cells, taken,
+                                 allowed)
             if address is None:
                 explanation = self._explain(specs, port.label, 1, cells,
                                             port.needs_netdev, taken)
+                reason = explanation.summary()
+                if allowed is not None:
+                    reason = _within_reason(explanation, allowed)
                 raise exception.ClaimFailed(
                     instance=instance, port=port.index, flavor=port.label,
-                    reason=explanation.summary())
+                    reason=reason)
             taken.append(address)
         return taken
 
     def _pick(self, specs: tuple[FlavorSpec, ...], needs_netdev: bool,
               cells: Collection[int] | None,
-              taken: Sequence[str]) -> str | None:
+              taken: Sequence[str],
+              allowed: Collection[str] | None = None) -> str | None:
         policy = specs[0].numa_policy
         # A fast path when every alternative pins addresses: only those
         # can serve.  Whether a device serves is decided per device below,
@@ -396,6 +426,8 @@ class HostTracker:
         for pool in pools:
             for address in pool.free:
                 if pinned and address not in pinned:
+                    continue
+                if allowed is not None and address not in allowed:
                     continue
                 if self._conflicts(address, taken):
                     continue
@@ -717,6 +749,17 @@ class HostTracker:
             return (f"no netdev (bound to {driver}), so it cannot back a "
                     f"macvtap interface")
         return matching.numa_mismatch(policy, dev.numa_node, cells)
+
+
+def _within_reason(explanation: Explanation,
+                   allowed: Collection[str]) -> str:
+    """Why none of the devices a port was confined to serves it."""
+    shown = [f"{v.address}: {v.reason or 'serves'}"
+             for v in explanation.devices if v.address in allowed]
+    if not shown:
+        return "none of the devices it was allocated is on this host"
+    return ("none of the devices it was allocated serves it ("
+            + "; ".join(shown) + ")")
 
 
 def _recordable(netdev: str | None) -> str | None:

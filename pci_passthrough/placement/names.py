@@ -14,22 +14,28 @@ of the exact key and value: two values the matcher tells apart never
 share a trait, and a long value never makes an invalid name.
 """
 
+import functools
 import hashlib
 import re
+from collections.abc import Mapping
 
 import os_resource_classes
-import os_traits
 
+#: Tags (and flavor keys) with Nova's meaning in Placement: the class and
+#: the required traits, compared after normalisation, not as values.
+RESOURCE_CLASS_TAG = "resource_class"
+TRAITS_TAG = "traits"
+PHYSNET_TAG = "physical_network"
 #: Placement's limit on trait and resource class names.
 MAX_NAME = 255
 #: Placement's limit on resource provider names.
 MAX_PROVIDER_NAME = 200
 _CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]*[A-Z0-9][A-Z0-9_]*\Z")
-_STANDARD_TRAITS = frozenset(os_traits.get_traits())
+_NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 _STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
 
 #: Nova's trait on every PCI provider it manages.
-MANAGED_PCI_TRAIT = os_traits.COMPUTE_MANAGED_PCI_DEVICE
+MANAGED_PCI_TRAIT = "COMPUTE_MANAGED_PCI_DEVICE"
 #: Our own mark on every provider this library reports: the reporter
 #: finds its providers by it, and every request requires it, so that
 #: providers others report (Nova's own PCI ones) are never offered.
@@ -40,8 +46,18 @@ _READABLE = 48
 _HASH_CHARS = 10
 
 
+# os_traits.normalize_name, spelled out: importing os_traits loads every
+# trait module (about 20 ms), and device_spec parsing, so every command's
+# start-up, needs the normaliser.  A unit test holds the two equal.
 def _normalize(name: str) -> str:
-    return os_traits.normalize_name(name)  # type: ignore[no-any-return]
+    return "CUSTOM_" + _NON_ALNUM.sub("_", name).upper()
+
+
+@functools.cache
+def _standard_traits() -> frozenset[str]:
+    import os_traits
+
+    return frozenset(os_traits.get_traits())
 
 
 def _check(name: str, what: str, source: str) -> str:
@@ -82,12 +98,26 @@ def traits_tag(tag: str) -> frozenset[str]:
         if not item:
             continue
         upper = item.upper()
-        if upper in _STANDARD_TRAITS:
+        if upper in _standard_traits():
             names.add(upper)
             continue
         name = upper if upper.startswith("CUSTOM_") else _normalize(upper)
         names.add(_check(name, "trait", item))
     return frozenset(names)
+
+
+def tag_traits(tags: Mapping[str, str]) -> frozenset[str]:
+    """The traits a device_spec's tags give its devices: the ``traits``
+    tag's names and the physnet trait of ``physical_network``.
+
+    :raises ValueError: a name cannot become a valid trait.
+    """
+    traits: set[str] = set()
+    if tags.get(TRAITS_TAG):
+        traits |= traits_tag(tags[TRAITS_TAG])
+    if tags.get(PHYSNET_TAG):
+        traits.add(physnet_trait(tags[PHYSNET_TAG]))
+    return frozenset(traits)
 
 
 def physnet_trait(physnet: str) -> str:

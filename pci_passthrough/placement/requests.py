@@ -21,12 +21,9 @@ from collections.abc import Collection, Iterable, Sequence
 from pci_passthrough import exception
 from pci_passthrough.device import DEV_TYPE_VF
 from pci_passthrough.flavors import FlavorSet, FlavorSpec
+from pci_passthrough.matching import UNENCODED
 from pci_passthrough.placement import names
-from pci_passthrough.placement.tree import (
-    RESOURCE_CLASS_TAG,
-    TRAITS_TAG,
-    UNENCODED,
-)
+from pci_passthrough.placement.names import RESOURCE_CLASS_TAG, TRAITS_TAG
 
 #: Beyond this many queries a request is refused rather than sent.
 MAX_QUERIES = 64

@@ -42,6 +42,9 @@ class SyncReport:
     """What one sync found and did."""
 
     root_uuid: str = ""
+    #: The UUID of each provider of the tree, by name (what
+    #: HostAgent.use_placement_providers takes).
+    provider_uuids: dict[str, str] = dataclasses.field(default_factory=dict)
     created_classes: list[str] = dataclasses.field(default_factory=list)
     created_traits: list[str] = dataclasses.field(default_factory=list)
     created_providers: list[str] = dataclasses.field(default_factory=list)
@@ -117,6 +120,7 @@ class Reporter:
             if name not in uuids:
                 self._retire(name, info["uuid"], report)
         self.heal(tree, records, uuids, report)
+        report.provider_uuids = uuids
         return report
 
     # -- root, classes, traits ---------------------------------------------

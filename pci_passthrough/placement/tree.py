@@ -21,16 +21,7 @@ from pci_passthrough.device import PciDevice
 from pci_passthrough.devspec import DeviceSpecList
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.placement import names
-
-#: Tags with Nova's meaning in Placement, not compared as values.
-RESOURCE_CLASS_TAG = "resource_class"
-TRAITS_TAG = "traits"
-PHYSNET_TAG = "physical_network"
-# Attributes that never become value traits: the address is per VF (a
-# provider holds many), every reported device is a VF, and the class and
-# traits tags already are the provider's class and traits.
-UNENCODED = frozenset({"address", "dev_type", RESOURCE_CLASS_TAG,
-                       TRAITS_TAG})
+from pci_passthrough.placement.names import RESOURCE_CLASS_TAG
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,7 +94,7 @@ def check_specs(specs: DeviceSpecList) -> None:
     """
     for position, spec in enumerate(specs.specs, start=1):
         try:
-            _tag_names(spec.tags)
+            _check_tag_names(spec.tags)
         except ValueError as exc:
             entry = f"spec #{position} with tags " + json.dumps(
                 dict(spec.tags), sort_keys=True)
@@ -112,24 +103,11 @@ def check_specs(specs: DeviceSpecList) -> None:
                 reason=str(exc)) from None
 
 
-def _tag_names(tags: Mapping[str, str]) -> tuple[str | None,
-                                                 frozenset[str]]:
+def _check_tag_names(tags: Mapping[str, str]) -> None:
     rc = tags.get(RESOURCE_CLASS_TAG)
-    traits: set[str] = set()
-    if tags.get(TRAITS_TAG):
-        traits |= names.traits_tag(tags[TRAITS_TAG])
-    if tags.get(PHYSNET_TAG):
-        traits.add(names.physnet_trait(tags[PHYSNET_TAG]))
-    return (names.resource_class(rc) if rc else None), frozenset(traits)
-
-
-def device_traits(attrs: Mapping[str, str],
-                  special: Collection[str]) -> frozenset[str]:
-    """The value and marker traits of a device's matching attributes."""
-    traits = {names.value_trait(k, v) for k, v in attrs.items()
-              if k not in UNENCODED}
-    traits |= {names.marker_trait(k) for k in special if k in attrs}
-    return frozenset(traits)
+    if rc:
+        names.resource_class(rc)
+    names.tag_traits(tags)
 
 
 def build_tree(nodename: str, devices: Iterable[PciDevice],
@@ -159,14 +137,11 @@ def build_tree(nodename: str, devices: Iterable[PciDevice],
         tags = specs.match(dev)
         if tags is None:
             continue
-        rc, tag_traits = _tag_names(tags)
+        # The matcher's own view of the device, so that Placement and
+        # the host agree on its class and traits.
         attrs = matching.device_attrs(dev, tags)
-        traits = (tag_traits | device_traits(attrs, special_attributes)
-                  | {names.MANAGED_PCI_TRAIT, names.OWNER_TRAIT})
-        key = (dev.parent_addr,
-               rc or names.default_resource_class(dev.vendor_id,
-                                                  dev.product_id),
-               frozenset(traits))
+        key = (dev.parent_addr, attrs[RESOURCE_CLASS_TAG],
+               matching.placement_traits(attrs, special_attributes))
         groups.setdefault(key, []).append(dev.address)
     per_pf: dict[str, int] = {}
     for pf, _, _ in groups:

@@ -98,3 +98,55 @@ def test_allocations_healed_from_the_ledger(tmp_path) -> None:
     # Consumers Placement does not have are left to heal_allocations.
     assert unknown not in allocations
     assert names.OWNER_TRAIT in pt.data(x710).traits
+
+
+def test_host_agent_drives_novas_tree_and_claims_what_it_allocates(
+        tmp_path) -> None:
+    """HostAgent.update_provider_tree as the virt driver calls it: the
+    PF providers appear in nova's tree, their UUIDs are what a later
+    claim(allocation=) reads, and the ledger heals the allocations."""
+    import libvirt
+
+    from pci_passthrough import HostAgent, PortRequest, exception
+    from pci_passthrough.fixtures.simulated_host import simulated_host
+    from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+
+    conf, _ = simulated_host(tmp_path / "host", demo_hosts.DEMO_HOST_A,
+                             device_specs=demo_hosts.DEMO_DEVICE_SPECS,
+                             flavors=demo_hosts.DEMO_FLAVORS)
+    conn = libvirt.open(conf.pci_passthrough.libvirt_uri)
+    agent = HostAgent(conf, network_driver=LibvirtMacvtapDriver(
+        conf, connection=conn))
+    try:
+        agent.start()
+        pt, root = nova_tree()
+        update = agent.update_provider_tree(pt, ROOT)
+        tree = agent.provider_tree(ROOT)
+        assert sorted(update.created) == [p.name for p in tree.providers]
+        for p in tree.providers:
+            assert pt.data(p.name).inventory == p.inventory()
+            assert set(pt.data(p.name).traits) == p.traits
+        assert set(pt.data(ROOT).inventory) == {"VCPU"}
+        # The scheduler allocated grp1's port on the grouped PF.
+        grouped = tree.by_name()[f"{ROOT}_0000:5E:00.0"]
+        rp = pt.data(grouped.name).uuid
+        inst = str(uuid.uuid4())
+        port = [PortRequest(0, flavor="grp1", needs_netdev=False)]
+        x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+        with pytest.raises(exception.AllocationMismatch, match=inst):
+            agent.claim(inst, port, allocation={0: x710})
+        (alloc,) = agent.claim(inst, port, allocation={0: rp})
+        assert alloc.address in grouped.vfs
+        # Nova passes every consumer's allocations at start: healed.
+        allocations = {inst: {"allocations": {
+            root: {"resources": {"VCPU": 1}}}}}
+        update = agent.update_provider_tree(pt, ROOT, allocations)
+        assert update.healed == (inst,)
+        assert allocations[inst]["allocations"][rp] == {
+            "resources": {grouped.resource_class: 1}}
+        assert allocations[inst]["allocations"][root] == {
+            "resources": {"VCPU": 1}}
+    finally:
+        agent.close()
+        conn.close()
+

@@ -327,6 +327,11 @@ CALLS = {
     "network_name": lambda a: a.network_name(INST, 0),
     "unhealthy_pfs": lambda a: a.unhealthy_pfs(),
     "__enter__": lambda a: a.__enter__(),
+    # Placement
+    "update_provider_tree": lambda a: a.update_provider_tree(None, "n"),
+    "use_placement_providers": lambda a: a.use_placement_providers("n", {}),
+    "provider_tree": lambda a: a.provider_tree("n"),
+    "request_groups": lambda a: a.request_groups("net1"),
 }
 
 

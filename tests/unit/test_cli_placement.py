@@ -106,7 +106,7 @@ def test_placement_modules_are_not_imported_at_startup() -> None:
 
 @pytest.mark.parametrize(("line", "expected"), [
     ('device_spec = {"address": "0000:3b:00.0", "resource_class": "-"}',
-     "[pci_passthrough] device_spec, entry spec #3"),
+     "[pci_passthrough] device_spec, entry #3"),
     ("nodename = " + "n" * 190, "[pci_passthrough] nodename"),
 ])
 def test_names_placement_cannot_take_are_config_errors(conf_file, capsys,

@@ -81,3 +81,20 @@ def test_provider_names_are_novas_and_bounded() -> None:
     assert split == names.provider_name("cmp1", "0000:3b:00.0", "A B")
     with pytest.raises(ValueError, match="shorter nodename"):
         names.provider_name("n" * 190, "0000:3b:00.0")
+
+
+@settings(max_examples=EXAMPLES * 5, derandomize=True, deadline=None)
+@given(name=hst.text(max_size=40))
+def test_normaliser_is_os_traits_own(name) -> None:
+    """names spells out os_traits.normalize_name (importing os_traits
+    costs every command's start-up): the two must never differ."""
+    import os_traits
+
+    assert names._normalize(name) == os_traits.normalize_name(name)
+
+
+def test_managed_pci_trait_is_os_traits_own() -> None:
+    import os_traits
+
+    assert names.MANAGED_PCI_TRAIT == os_traits.COMPUTE_MANAGED_PCI_DEVICE
+    assert "HW_NIC_SRIOV" in names._standard_traits()

@@ -26,9 +26,8 @@ host's pools per request: our matcher's per-host cost x hosts).
         [--seed 1]
 
 Needs the placement-server extra (tox -e bench installs it).  The host
-claim pins each port to a free VF of the provider Placement allocated
-(an inline request naming the VF and its special attributes): the
-HostAgent's own claim-from-allocation is the next step of this work.
+claim is HostAgent.claim(allocation=)'s: each port, under its flavor,
+takes a VF of the provider Placement allocated it on.
 """
 
 import argparse
@@ -51,7 +50,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, matching, sysfs_scan
+from pci_passthrough import devspec, exception, matching, sysfs_scan
 from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures.sysfs_tree import HostLayout, PfLayout
 from pci_passthrough.fixtures.sysfs_tree import build_tree as build_sysfs
@@ -114,7 +113,6 @@ class Host:
     flavors: FlavorSet
     #: VF address -> matching attributes (for the special-attribute check).
     attrs: dict[str, dict[str, str]]
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     uuids: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -259,27 +257,20 @@ class Fleet:
 
     def host_claim(self, host: Host, instance: str,
                    ports: list[tuple[str, str]]) -> bool:
-        """Claim on ``host`` one free VF of each port's allocated
-        provider; all or nothing."""
-        providers = port_providers(host.tree, instance, host.uuids,
-                                   [rp for _, rp in ports])
-        with host.lock:
-            states = host.tracker.device_states()
-            taken: set[str] = set()
-            wanted = []
-            for index, provider in enumerate(providers):
-                vf = next((v for v in provider.vfs
-                           if states.get(v) == "available"
-                           and v not in taken), None)
-                if vf is None:
-                    return False
-                taken.add(vf)
-                tags = host.attrs[vf]
-                wanted.append(PortRequest(index=index, spec={
-                    "address": vf,
-                    **{k: tags[k] for k in SPECIAL if k in tags}}))
-            host.tracker.claim(instance, wanted)
-            return True
+        """Claim on ``host`` each port's flavor from a VF of the provider
+        Placement allocated it on (HostAgent.claim(allocation=)'s path:
+        port_providers, then the tracker confined to those VFs); all or
+        nothing.  False when the host refuses the allocation."""
+        try:
+            providers = port_providers(host.tree, instance, host.uuids,
+                                       [rp for _, rp in ports])
+            host.tracker.claim(
+                instance, [PortRequest(index=n, flavor=flavor)
+                           for n, (flavor, _) in enumerate(ports)],
+                within=[p.vfs for p in providers])
+        except (exception.AllocationMismatch, exception.ClaimFailed):
+            return False
+        return True
 
     def place(self, client: PlacementClient, inst: Instance,
               rng: random.Random, exclude: str | None = None) -> bool:
