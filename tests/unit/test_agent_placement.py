@@ -2,7 +2,7 @@
 exactly what the scheduler allocated, on simulated hosts (a generated
 sysfs tree, libvirt's test driver, a ledger).  The provider UUIDs are
 given as the standalone reporter learns them; tests/nova_compat has them
-learnt through nova's own ProviderTree, tests/functional/placement from
+learnt through nova's own ProviderTree, tests/functional/placement_service from
 a real Placement."""
 
 import uuid

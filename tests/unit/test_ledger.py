@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception
 from pci_passthrough.claims import PortRequest
@@ -163,35 +164,13 @@ def test_another_process_sees_commits(tmp_path):
         assert ledger.records() == []
 
 
-_V1_SCHEMA = """
-CREATE TABLE claims (
-    address       TEXT PRIMARY KEY,
-    instance_uuid TEXT NOT NULL,
-    port_index    INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('claimed', 'allocated')),
-    flavor        TEXT,
-    request       TEXT NOT NULL,
-    netdev        TEXT,
-    UNIQUE (instance_uuid, port_index)
-);
-CREATE INDEX claims_instance ON claims (instance_uuid);
-"""
-
-
 def test_a_version_1_ledger_is_migrated_keeping_every_claim(tmp_path):
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    conn.executescript(_V1_SCHEMA)
-    conn.executemany(
-        "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [("0000:3b:02.0", INST, 0, "allocated", "net1",
-          PortRequest(0, flavor="net1").to_json(), "ens1f0v0"),
-         ("0000:3b:02.1", OTHER, 0, "claimed", None,
-          PortRequest(0, spec={"vendor_id": "8086"}).to_json(), None)])
-    conn.execute("PRAGMA application_id=0x50435054")
-    conn.execute("PRAGMA user_version=1")
-    conn.commit()
-    conn.close()
+    write_v1_ledger(path, [
+        ("0000:3b:02.0", INST, 0, "allocated", "net1",
+         PortRequest(0, flavor="net1").to_json(), "ens1f0v0"),
+        ("0000:3b:02.1", OTHER, 0, "claimed", None,
+         PortRequest(0, spec={"vendor_id": "8086"}).to_json(), None)])
     with Ledger(path) as ledger:
         assert [(r.address, r.instance_uuid, r.state, r.netdev)
                 for r in ledger.records()] == [

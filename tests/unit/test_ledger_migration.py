@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception, ledger_schema
 from pci_passthrough.claims import PortRequest
@@ -19,19 +20,6 @@ from pci_passthrough.ledger import PLUGGED, SCHEMA_VERSION, Ledger
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 
-V1_SCHEMA = """
-CREATE TABLE claims (
-    address       TEXT PRIMARY KEY,
-    instance_uuid TEXT NOT NULL,
-    port_index    INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('claimed', 'allocated')),
-    flavor        TEXT,
-    request       TEXT NOT NULL,
-    netdev        TEXT,
-    UNIQUE (instance_uuid, port_index)
-);
-CREATE INDEX claims_instance ON claims (instance_uuid);
-"""
 V1_ROWS = [
     ("0000:3b:02.0", INST, 0, "allocated", "net1",
      PortRequest(0, flavor="net1").to_json(), "ens1f0v0"),
@@ -44,16 +32,7 @@ V1_ROWS = [
 
 
 def make_v1(path, wal=False):
-    conn = sqlite3.connect(path)
-    if wal:
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(V1_SCHEMA)
-    conn.executemany("INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     V1_ROWS)
-    conn.execute("PRAGMA application_id=0x50435054")
-    conn.execute("PRAGMA user_version=1")
-    conn.commit()
-    conn.close()
+    write_v1_ledger(path, V1_ROWS, wal=wal)
 
 
 def assert_still_v1(path):

@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 import pytest
+from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception
 from pci_passthrough.claims import PortRequest
@@ -273,28 +274,9 @@ def test_a_writer_starting_during_a_read_is_seen_or_not_never_torn(
 def test_a_version_1_ledger_is_read_migrated_in_memory_file_unchanged(
         tmp_path):
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-CREATE TABLE claims (
-    address       TEXT PRIMARY KEY,
-    instance_uuid TEXT NOT NULL,
-    port_index    INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('claimed', 'allocated')),
-    flavor        TEXT,
-    request       TEXT NOT NULL,
-    netdev        TEXT,
-    UNIQUE (instance_uuid, port_index)
-);
-CREATE INDEX claims_instance ON claims (instance_uuid);
-""")
-    conn.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 ("0000:3b:02.0", INST, 0, "allocated", "net1",
-                  PortRequest(0, flavor="net1").to_json(), "ens1f0v0"))
-    conn.execute("PRAGMA application_id=0x50435054")
-    conn.execute("PRAGMA user_version=1")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.commit()
-    conn.close()
+    write_v1_ledger(path, [
+        ("0000:3b:02.0", INST, 0, "allocated", "net1",
+         PortRequest(0, flavor="net1").to_json(), "ens1f0v0")], wal=True)
     before = state(tmp_path)
     with Ledger(path, readonly=True) as ledger:
         assert [(r.address, r.state) for r in ledger.records()] == [

@@ -66,7 +66,7 @@ from pci_passthrough.tracker import HostTracker
 
 # The test Placement server lives with the functional tests.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]
-                       / "tests" / "functional" / "placement"))
+                       / "tests" / "functional" / "placement_service"))
 import placement_server
 
 SPECIAL = ("group",)

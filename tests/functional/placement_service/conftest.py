@@ -27,7 +27,9 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def placement() -> Iterator[placement_server.PlacementServer]:
+def placement_installed() -> None:
+    """The Placement server package is installed; under CI
+    (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1) its absence is a failure."""
     why = placement_server.available()
     if why:
         text = f"real Placement unavailable: {why}"
@@ -35,6 +37,11 @@ def placement() -> Iterator[placement_server.PlacementServer]:
             pytest.fail(text + " (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)",
                         pytrace=False)
         pytest.skip(text)
+
+
+@pytest.fixture(scope="session")
+def placement(placement_installed: None
+              ) -> Iterator[placement_server.PlacementServer]:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="pcipt-placement-"))
     try:
         with placement_server.start(workdir) as server:

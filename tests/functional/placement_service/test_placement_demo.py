@@ -9,8 +9,8 @@ from pci_passthrough.placement.demo import run_placement_demo
 pytestmark = [pytest.mark.functional, pytest.mark.placement]
 
 
-def test_demo_offers_group_vfs_only_to_the_group_flavor(tmp_path) -> None:
-    pytest.importorskip("placement")
+def test_demo_offers_group_vfs_only_to_the_group_flavor(
+        tmp_path, placement_installed) -> None:
     for run in ("first", "second"):
         out = io.StringIO()
         result = run_placement_demo(tmp_path / run, out)
@@ -29,9 +29,8 @@ def test_demo_offers_group_vfs_only_to_the_group_flavor(tmp_path) -> None:
         assert (tmp_path / run / "placement.sqlite3").exists()
 
 
-def test_the_demo_command_ends_with_the_placement_step(tmp_path,
-                                                       capsys) -> None:
-    pytest.importorskip("placement")
+def test_the_demo_command_ends_with_the_placement_step(
+        tmp_path, capsys, placement_installed) -> None:
     from pci_passthrough.cli import main
 
     assert main.main(["demo", "--workdir", str(tmp_path)]) == 0
