@@ -31,7 +31,12 @@ from pci_passthrough.claims import (
     PortRequest,
     UpdateReport,
 )
-from pci_passthrough.doctor import DoctorReport, Finding, FindingKind
+from pci_passthrough.doctor import (
+    PLACEMENT_KINDS,
+    DoctorReport,
+    Finding,
+    FindingKind,
+)
 from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.netdev_access import (
@@ -61,6 +66,7 @@ if TYPE_CHECKING:
     # prometheus-client costs 50 ms to import: loaded with the first
     # agent, not with the commands that import this module.
     from pci_passthrough.metrics import Metrics
+    from pci_passthrough.placement.client import PlacementClient
 
 LOG = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -400,7 +406,9 @@ class HostAgent:
                 self.metrics.released()
             return freed
 
-    def doctor(self, fix: bool = False) -> DoctorReport:
+    def doctor(self, fix: bool = False,
+               placement: "PlacementClient | None" = None
+               ) -> DoctorReport:
         """Compare the ledger with sysfs, libvirt's networks and the VF
         netdevs, now, and say what is wrong; with ``fix``, repair what is
         safe and ours (orphan, missing, inactive and drifted networks,
@@ -408,12 +416,23 @@ class HostAgent:
         and say what was left and why.  A network whose whole name does
         not parse as ours, libvirt's "default" among them, and a device
         no claim of ours explains are never touched.
+
+        :param placement: where Placement is configured, its client
+            (``PlacementClient(adapter)`` over nova's keystoneauth1
+            adapter): this host's providers and the units of its
+            instances are compared too, and ``fix`` repairs them with
+            one placement sync.  Everything is read before anything is
+            repaired, so Placement failing to answer raises before any
+            change.
+        :raises PlacementUnavailable, PlacementRequestFailed:
         """
         with self._open("doctor"):
             self._refresh()
             findings = self._examine()
+            if placement is not None:
+                findings += self._placement_findings(placement)
             if fix:
-                findings = [self._repair(f) for f in findings]
+                findings = self._repair_all(findings, placement)
             for finding in findings:
                 if finding.fixed:
                     self.metrics.doctor_repair(
@@ -945,11 +964,38 @@ class HostAgent:
                     *self._device_findings(allocs),
                     *self._free_vf_findings(present),
                     *self._journal_findings(),
-                    # Placement, where configured, adds its findings
-                    # here (kind FindingKind.PLACEMENT): usage and
-                    # consumers against self._tracker.allocations().
                     ]
         return findings
+
+    def _placement_findings(self, client: "PlacementClient"
+                            ) -> list[Finding]:
+        from pci_passthrough.placement.audit import audit, observe
+
+        nodename = placement_conf.nodename(self._conf)
+        records = self._tracker.records()
+        observed = observe(client, nodename,
+                           {r.instance_uuid for r in records})
+        return audit(self._provider_tree(nodename), records, observed)
+
+    def _repair_all(self, findings: list[Finding],
+                    client: "PlacementClient | None") -> list[Finding]:
+        """The host's repairs one by one, then Placement's in one sync
+        from the ledger as those left it."""
+        from pci_passthrough.placement import repair
+
+        local = [self._repair(f) for f in findings
+                 if f.kind not in PLACEMENT_KINDS]
+        remote = [f for f in findings if f.kind in PLACEMENT_KINDS]
+        if client is None:
+            return local + remote
+        nodename = placement_conf.nodename(self._conf)
+        done = repair.repair(
+            client, self._provider_tree(nodename), self._tracker.records(),
+            remote, traits=placement_requests.flavor_traits(self._flavors),
+            classes=placement_requests.flavor_classes(self._flavors))
+        if done.provider_uuids is not None:
+            self._placement.uuids = (nodename, done.provider_uuids)
+        return local + list(done.findings)
 
     def _lease_findings(self) -> list[Finding]:
         found = []

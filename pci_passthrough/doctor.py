@@ -35,9 +35,16 @@ class FindingKind(enum.StrEnum):
     LEASE_EXPIRED = "lease-expired"
     #: An outgoing migration neither completed nor aborted in time.
     STALE_OUTGOING = "stale-outgoing"
-    #: Placement's view differs from the ledger (not checked yet: the
-    #: Placement integration adds its findings under this kind).
-    PLACEMENT = "placement"
+    #: A provider of this host is missing from Placement, or its
+    #: inventory or traits differ from what the host reports, or one no
+    #: device is counted on any more is still there.
+    PLACEMENT_PROVIDER = "placement-provider"
+    #: An instance's units on this host's providers differ from the
+    #: VFs the ledger says it holds.
+    PLACEMENT_ALLOCATION = "placement-allocation"
+    #: A consumer holds units on this host's providers that no claim
+    #: here explains.
+    PLACEMENT_CONSUMER = "placement-consumer"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,3 +90,10 @@ class DoctorReport:
     def as_dict(self) -> dict[str, Any]:
         return {"fix": self.fix, "clean": not self.left,
                 "findings": [f.as_dict() for f in self.findings]}
+
+
+#: The kinds whose findings compare Placement with the host; their
+#: repair is one placement sync.
+PLACEMENT_KINDS: frozenset[FindingKind] = frozenset({
+    FindingKind.PLACEMENT_PROVIDER, FindingKind.PLACEMENT_ALLOCATION,
+    FindingKind.PLACEMENT_CONSUMER})

@@ -1,6 +1,7 @@
 """pci-passthrough doctor: compare the ledger with sysfs, libvirt's
-networks and the VF netdevs, say what is wrong and, with --fix, repair
-what is safe and ours.
+networks and the VF netdevs (and Placement, where the [placement]
+options set auth_type), say what is wrong and, with --fix, repair what
+is safe and ours.
 
 Exit code: 0 nothing wrong (or everything repaired), 1 findings left,
 2 the check itself failed (the ledger, libvirt or sysfs unusable).
@@ -11,6 +12,7 @@ other commands never pay for them.
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 
@@ -18,23 +20,45 @@ from pci_passthrough import exception
 from pci_passthrough.cli import output
 from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
 
+if TYPE_CHECKING:
+    from pci_passthrough.placement.client import PlacementClient
+
 LOG = logging.getLogger(__name__)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "doctor", help="Find what differs between the ledger, sysfs, "
-                       "libvirt and the VF netdevs; --fix repairs what is "
-                       "safe.")
+                       "libvirt, the VF netdevs and Placement; --fix "
+                       "repairs what is safe.")
     add_sysfs_root_argument(parser)
     output.add_format_argument(parser)
     parser.add_argument(
         "--fix", action="store_true",
         help="Repair what is safe and ours: orphan, missing, inactive "
              "and drifted networks, renamed netdevs, VF states not "
-             "restored, expired incoming leases. Networks and devices "
-             "that are not ours are never touched.")
+             "restored, expired incoming leases, and this host's "
+             "providers and instances' units in Placement (one "
+             "placement sync). Networks and devices that are not ours, "
+             "and allocations no claim here explains, are never "
+             "touched.")
+    parser.add_argument(
+        "--skip-placement", action="store_true",
+        help="Do not compare with Placement even where the [placement] "
+             "options are set (for when Placement is down).")
     parser.set_defaults(action_fn=run)
+
+
+def placement_client(conf: cfg.ConfigOpts) -> "PlacementClient | None":
+    """The Placement client, where ``[placement] auth_type`` is set
+    (keystoneauth1 is imported only then)."""
+    from pci_passthrough.placement.client import PlacementClient
+    from pci_passthrough.placement.conf import register_placement_opts
+
+    register_placement_opts(conf)
+    if not conf.placement.auth_type:
+        return None
+    return PlacementClient.from_conf(conf)
 
 
 def run(conf: cfg.ConfigOpts) -> int:
@@ -45,13 +69,20 @@ def run(conf: cfg.ConfigOpts) -> int:
     conf.set_override("sysfs_root", sysfs_root(conf),
                       group="pci_passthrough")
     try:
+        client = (None if conf.command.skip_placement
+                  else placement_client(conf))
         # Without --fix nothing is written: the ledger is read-only (a
         # missing one reads as no claims and is not created).
         with HostAgent(conf, readonly=not conf.command.fix) as agent:
-            report = agent.doctor(fix=conf.command.fix)
+            report = agent.doctor(fix=conf.command.fix, placement=client)
     except exception.PciPassthroughError as exc:
         LOG.debug("doctor failed", exc_info=True)
-        print(f"pci-passthrough: error: {exc}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, (exception.PlacementUnavailable,
+                            exception.PlacementRequestFailed)):
+            hint = " (nothing was changed; --skip-placement checks " \
+                   "the host alone)"
+        print(f"pci-passthrough: error: {exc}{hint}", file=sys.stderr)
         return 2
     if conf.command.format == "json":
         output.print_json(report.as_dict())

@@ -18,12 +18,14 @@ from oslo_log import log as logging
 from pci_passthrough import exception
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.placement import names
+from pci_passthrough.placement.audit import inventory_differs
 from pci_passthrough.placement.client import PlacementClient, Response
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
     consumer_units,
 )
+from pci_passthrough.states import PortState
 
 LOG = logging.getLogger(__name__)
 
@@ -33,8 +35,6 @@ MAX_ATTEMPTS = 4
 #: healed from the ledger alone gets these until Nova writes its own.
 INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
 CONSUMER_TYPE = "INSTANCE"
-_INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit",
-                     "step_size", "allocation_ratio")
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,10 +116,12 @@ class Reporter:
         for provider in tree.providers:
             uuids[provider.name] = self._sync_provider(
                 provider, root, in_tree.get(provider.name), report)
+        retired = {str(info["uuid"]) for name, info in ours.items()
+                   if name not in uuids}
         for name, info in sorted(ours.items()):
             if name not in uuids:
                 self._retire(name, info["uuid"], report)
-        self.heal(tree, records, uuids, report)
+        self.heal(tree, records, uuids, report, retired)
         report.provider_uuids = uuids
         return report
 
@@ -237,7 +239,7 @@ class Reporter:
 
         def attempt() -> Response | None:
             body = self.client.get(path).body
-            if _same_inventory(body["inventories"], inventory):
+            if not inventory_differs(body["inventories"], inventory):
                 return None
             return self.client.put(path, {
                 "resource_provider_generation":
@@ -286,15 +288,23 @@ class Reporter:
     # -- allocations -------------------------------------------------------
 
     def heal(self, tree: ProviderTree, records: Sequence[LedgerRecord],
-             uuids: dict[str, str], report: SyncReport) -> None:
-        """Make each instance's units on this tree's providers what the
-        ledger says (one per held VF), keeping the rest of its
-        allocations."""
+             uuids: dict[str, str], report: SyncReport,
+             retired: Collection[str] = ()) -> None:
+        """Make each instance's units on this host's providers (the
+        tree's, by ``uuids``, and the ``retired`` ones no device is
+        counted on any more) what the ledger says, one per held VF,
+        keeping the rest of its allocations.
+
+        An instance migrating away is left as it is: Nova holds its
+        units here under the migration's consumer while it moves.
+        """
         units, unmapped = consumer_units(tree, records)
         report.unmapped = sorted(r.address for r in unmapped)
         classes = {p.name: p.resource_class for p in tree.providers}
-        ours = set(uuids.values())
-        known = set(units) | {r.instance_uuid for r in unmapped}
+        ours = set(uuids.values()) | set(retired)
+        leaving = {r.instance_uuid for r in records
+                   if r.state == PortState.OUTGOING}
+        known = set(units) | {r.instance_uuid for r in unmapped} | leaving
         seen: set[str] = set()
         for uuid in sorted(ours):
             allocs = self.client.get(
@@ -304,7 +314,7 @@ class Reporter:
         # An instance whose device vanished still holds it: its units
         # are not lowered to what the tree can still see.
         partial = {r.instance_uuid for r in unmapped}
-        for consumer in sorted(set(units) - partial):
+        for consumer in sorted(set(units) - partial - leaving):
             wanted = {uuids[name]: {classes[name]: n}
                       for name, n in units[consumer].items()}
             if self._heal_consumer(consumer, wanted, ours, report):
@@ -336,13 +346,3 @@ class Reporter:
 
         return self._retry("allocations", path, attempt, report)
 
-
-def _same_inventory(have: dict[str, dict[str, Any]],
-                    want: dict[str, dict[str, Any]]) -> bool:
-    if set(have) != set(want):
-        return False
-    for rc, inv in want.items():
-        for field in _INVENTORY_FIELDS:
-            if field in inv and have[rc].get(field) != inv[field]:
-                return False
-    return True
