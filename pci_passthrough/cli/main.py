@@ -43,8 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "free": ("claims", "Delete an instance's networks, then free every "
                        "device it holds."),
     "doctor": ("doctor", "Find what differs between the ledger, sysfs, "
-                         "libvirt and the VF netdevs; --fix repairs what "
-                         "is safe."),
+                         "libvirt, the VF netdevs and Placement; --fix "
+                         "repairs what is safe."),
     "metrics": ("metrics", "Print the VF pool metrics in the Prometheus "
                            "text format (node_exporter textfile "
                            "collector)."),

@@ -4,7 +4,8 @@ then asked for candidates for the special-group flavor and ordinary ones.
 
 It shows the rule that matters for scheduling: the grouped Mellanox VFs
 are offered to ``grp1``, the flavor naming the group, and to no other
-flavor, although ``mlx`` asks for their vendor.
+flavor, although ``mlx`` asks for their vendor.  Then a trait removed
+by hand is found by doctor's Placement audit and repaired by one sync.
 
 Call ``run_placement_demo(workdir, out)`` from the demo command; it needs
 the placement-server extra and says so (returning None) without it.
@@ -18,6 +19,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import urllib.parse
 from typing import Any, TextIO
 
 from pci_passthrough import devspec, sysfs_scan
@@ -25,7 +27,9 @@ from pci_passthrough.cli import demo_hosts
 from pci_passthrough.fixtures.sysfs_tree import build_tree as build_sysfs
 from pci_passthrough.flavors import parse_flavors
 from pci_passthrough.placement import requests
+from pci_passthrough.placement.audit import audit, observe
 from pci_passthrough.placement.client import PlacementClient
+from pci_passthrough.placement.repair import repair
 from pci_passthrough.placement.sync import Reporter
 from pci_passthrough.placement.tree import ProviderTree, build_tree
 
@@ -131,6 +135,7 @@ def _run_here(workdir: pathlib.Path, out: TextIO) -> dict[str, Any]:
             out.write(f"Placement offers flavor {flavor} "
                       f"({len(queries)} queries): "
                       f"{', '.join(offered[flavor]) or 'nothing'}\n")
+        fixed = _doctor(client, trees[0], traits, out)
     grouped = {p.name for tree in trees for p in tree.providers
                if any(t.startswith("CUSTOM_PCIPT_HAS_GROUP")
                       for t in p.traits)}
@@ -138,7 +143,36 @@ def _run_here(workdir: pathlib.Path, out: TextIO) -> dict[str, Any]:
         grouped & set(offered[f]) for f in FLAVORS if f != "grp1")
     out.write(f"Grouped VFs offered to grp1 only: "
               f"{'yes' if only else 'NO'}\n")
-    return {"offered": offered, "group_only_to_grp1": only}
+    return {"offered": offered, "group_only_to_grp1": only,
+            "doctor_fixed": fixed}
+
+
+def _doctor(client: PlacementClient, tree: ProviderTree,
+            traits: frozenset[str], out: TextIO) -> list[str]:
+    """A hand removes a trait in Placement; doctor finds it and one sync
+    repairs it.  The subjects repaired."""
+    provider = tree.providers[0]
+    uuid = client.get(f"/resource_providers?name="
+                      f"{urllib.parse.quote(provider.name)}").body[
+        "resource_providers"][0]["uuid"]
+    path = f"/resource_providers/{uuid}/traits"
+    body = client.get(path).body
+    dropped = sorted(t for t in provider.traits
+                     if t.startswith("CUSTOM_PHYSNET_"))[:1]
+    client.put(path, {
+        "resource_provider_generation": body["resource_provider_generation"],
+        "traits": sorted(set(body["traits"]) - set(dropped))})
+    out.write(f"By hand: trait {', '.join(dropped)} removed from "
+              f"{provider.name}.\n")
+    findings = audit(tree, [], observe(client, tree.nodename))
+    for found in findings:
+        out.write(f"Doctor finds {found.kind.value} {found.subject}: "
+                  f"{found.problem}\n")
+    done = repair(client, tree, [], findings, traits=traits)
+    fixed = [f.subject for f in done.findings if f.fixed]
+    out.write(f"Doctor --fix (one placement sync): {len(fixed)} fixed, "
+              f"{len(done.findings) - len(fixed)} left.\n")
+    return fixed
 
 
 if __name__ == "__main__":

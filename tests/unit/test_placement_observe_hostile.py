@@ -65,7 +65,7 @@ def route(path: str) -> str:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         status, body = self.server.answers.get(  # type: ignore[attr-defined]
             route(self.path), (404, b"{}"))
         self.send_response(status)

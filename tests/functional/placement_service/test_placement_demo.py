@@ -23,6 +23,11 @@ def test_demo_offers_group_vfs_only_to_the_group_flavor(
                                              "demo-host-b_0000:AF:00.0"]
         text = out.getvalue()
         assert "Grouped VFs offered to grp1 only: yes" in text
+        assert result["doctor_fixed"] == ["provider demo-host-a_0000:3B:00.0"]
+        assert "Doctor finds placement-provider provider " \
+            "demo-host-a_0000:3B:00.0: traits missing: " \
+            "CUSTOM_PHYSNET_PHYSNET1" in text
+        assert "1 fixed, 0 left." in text
         # Each call has a database of its own: the hosts are new to it.
         assert "Reported demo-host-a: 2 PF provider(s), 22 write(s)" in \
             text
