@@ -116,11 +116,11 @@ class Reporter:
         for provider in tree.providers:
             uuids[provider.name] = self._sync_provider(
                 provider, root, in_tree.get(provider.name), report)
-        retired = {str(info["uuid"]) for name, info in ours.items()
-                   if name not in uuids}
         for name, info in sorted(ours.items()):
             if name not in uuids:
                 self._retire(name, info["uuid"], report)
+        # The retired providers still there hold allocations.
+        retired = {str(ours[name]["uuid"]) for name in report.kept_in_use}
         self.heal(tree, records, uuids, report, retired)
         report.provider_uuids = uuids
         return report
@@ -305,18 +305,25 @@ class Reporter:
         leaving = {r.instance_uuid for r in records
                    if r.state == PortState.OUTGOING}
         known = set(units) | {r.instance_uuid for r in unmapped} | leaving
-        seen: set[str] = set()
+        # What each consumer holds on our providers, read per provider:
+        # a consumer already right costs no read of its own.
+        have: dict[str, dict[str, dict[str, int]]] = {}
         for uuid in sorted(ours):
             allocs = self.client.get(
                 f"/resource_providers/{uuid}/allocations").body
-            seen |= set(allocs["allocations"])
-        report.unknown_consumers = sorted(seen - known)
+            for consumer, alloc in allocs["allocations"].items():
+                held = {rc: n for rc, n in alloc["resources"].items() if n}
+                if held:
+                    have.setdefault(consumer, {})[uuid] = held
+        report.unknown_consumers = sorted(set(have) - known)
         # An instance whose device vanished still holds it: its units
         # are not lowered to what the tree can still see.
         partial = {r.instance_uuid for r in unmapped}
         for consumer in sorted(set(units) - partial - leaving):
             wanted = {uuids[name]: {classes[name]: n}
                       for name, n in units[consumer].items()}
+            if have.get(consumer, {}) == wanted:
+                continue
             if self._heal_consumer(consumer, wanted, ours, report):
                 report.healed_consumers.append(consumer)
 

@@ -10,6 +10,7 @@ as many orphans: the examination, then the repair (fix=True).
 import argparse
 import logging
 import pathlib
+import sys
 import tempfile
 import time
 import uuid
@@ -23,6 +24,7 @@ from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.fixtures.sysfs_tree import HostLayout, PfLayout
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
+from pci_passthrough.placement.client import PlacementClient
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
 FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
@@ -40,6 +42,8 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ports", type=int, default=500)
+    parser.add_argument("--placement", action="store_true",
+                        help="also compare with a real Placement")
     args = parser.parse_args()
     logging.getLogger("pci_passthrough").setLevel(logging.ERROR)
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
@@ -83,9 +87,58 @@ def main() -> int:
         assert not report.left, report.left
         print(f"doctor --fix of those {len(report.findings)} findings: "
               f"{took * 1000:.0f} ms")
+        if args.placement:
+            bench_placement(agent, pathlib.Path(tmp), names)
         agent.close()
         conn.close()
     return 0
+
+
+def bench_placement(agent: HostAgent, workdir: pathlib.Path,
+                    networks: list[str]) -> None:
+    from oslo_config import cfg
+
+    from pci_passthrough.placement.conf import register_placement_opts
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]
+                           / "tests" / "functional" / "placement_service"))
+    import placement_server
+
+    with placement_server.start(workdir / "placement") as server:
+        conf = cfg.ConfigOpts()
+        register_placement_opts(conf)
+        conf(["--config-file", str(server.write_client_config(
+            workdir / "placement.conf"))], default_config_files=[],
+            default_config_dirs=[])
+        client = PlacementClient.from_conf(conf)
+        providers = len(agent.provider_tree().providers)
+        # The host is new to Placement: doctor --fix reports it whole.
+        report, took = timed(lambda: agent.doctor(fix=True,
+                                                  placement=client))
+        assert not report.left, report.left[:3]
+        print(f"doctor --fix on a host Placement never saw ({providers} "
+              f"providers, {len(report.findings)} findings): "
+              f"{took * 1000:.0f} ms")
+        report, took = timed(lambda: agent.doctor(placement=client))
+        assert not report.findings, report.findings[:3]
+        print(f"doctor with Placement, {len(networks)} instances, nothing "
+              f"wrong: {took * 1000:.0f} ms")
+        lost = [a.instance_uuid for a in agent.allocations()][::10]
+        for inst in lost:
+            body = client.get(f"/allocations/{inst}").body
+            client.put(f"/allocations/{inst}", {
+                "allocations": {}, "project_id": body["project_id"],
+                "user_id": body["user_id"],
+                "consumer_generation": body["consumer_generation"],
+                "consumer_type": "INSTANCE"}, expect=(204,))
+        report, took = timed(lambda: agent.doctor(placement=client))
+        print(f"doctor with Placement, {len(lost)} instances' units lost: "
+              f"{len(report.findings)} findings in {took * 1000:.0f} ms")
+        report, took = timed(lambda: agent.doctor(fix=True,
+                                                  placement=client))
+        assert not report.left, report.left[:3]
+        print(f"doctor --fix of those (one placement sync): "
+              f"{took * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -390,7 +390,8 @@ def test_provider_left_half_made_is_completed(tmp_path, client,
     assert host.sync(Reporter(client)).writes == 0
 
 
-def test_cli_sync_on_a_failing_placement_is_one_line(tmp_path) -> None:
+def test_cli_sync_on_a_failing_placement_is_one_line(
+        tmp_path, placement_installed) -> None:
     """A real Placement whose database lost a table answers 500: the
     command says so in one line and leaves the ledger alone."""
     import sqlite3
