@@ -102,6 +102,9 @@ class StartReport:
     allocations: int
     scan_errors: tuple[str, ...]
     actions: tuple[ReconcileAction, ...]
+    #: Instances whose incoming migration lease expired (while the host
+    #: was down, say) and which start() released.
+    expired_leases: tuple[str, ...] = ()
 
 
 class HostAgent:
@@ -170,12 +173,19 @@ class HostAgent:
         and whose port holds no claim here is deleted; a plugged port
         whose network is missing gets it back; a network holding another
         device than the ledger says is rewritten.  Any other network,
-        with or without the prefix, is never touched.
+        with or without the prefix, is never touched.  Before that, the
+        incoming migrations whose lease expired are released, as
+        refresh() does.
         """
         with self._open("start"):
             scan = sysfs_scan.scan(self._sysfs_root)
             self._tracker.update_devices(scan, self._specs)
             self._scanned = True
+            # Expired leases before reconcile: it would otherwise restore
+            # networks their release deletes next, or fail on a VF the
+            # downtime took away.  A release that fails keeps the claims
+            # leased, and reconcile keeps their networks in step.
+            expired = self.expire_leases()
             actions = self._reconcile()
             for act in actions:
                 self.metrics.reconcile_action(act.action)
@@ -187,16 +197,19 @@ class HostAgent:
                 scan_errors=tuple(f"{e.path}: {e.reason}"
                                   for e in scan.errors),
                 actions=tuple(actions),
+                expired_leases=tuple(expired),
             )
 
     def refresh(self) -> UpdateReport:
         """Rescan sysfs (nova-compute's periodic task), and end the
         incoming migrations whose lease expired unconfirmed (their
-        networks deleted, their claims freed, logged)."""
+        networks deleted, their claims freed, logged): listed in the
+        report's ``expired_leases``."""
         with self._open("refresh"):
             report = self._refresh()
-            self.expire_leases()
-            return report
+            expired = self.expire_leases()
+            return dataclasses.replace(report,
+                                       expired_leases=tuple(expired))
 
     def expire_leases(self) -> list[str]:
         """Release every instance whose incoming migration was not
@@ -224,6 +237,8 @@ class HostAgent:
                         "freeing its claims here", instance,
                         self._lease_timeout)
             self._release(instance)
+            self.metrics.released()
+            self.metrics.incoming_migration_ended("expired")
             return True
 
     def close(self) -> None:
@@ -307,7 +322,8 @@ class HostAgent:
         :raises AllocationMismatch: the allocation does not fit this
             host; nothing is claimed or defined here.
         """
-        with self._instance("prepare_incoming_migration", instance_uuid):
+        with self._instance("prepare_incoming_migration", instance_uuid), \
+                self.metrics.time_incoming_migration_prepare():
             held = {a.port_index for a in
                     self._tracker.allocations(instance_uuid)}
             try:
@@ -353,8 +369,10 @@ class HostAgent:
                            f"incoming_migration_timeout)")
             if all(a.state == PortState.PLUGGED for a in allocs):
                 return self._named(allocs)
-            return self._named(self._tracker.transition(
-                instance_uuid, PortState.PLUGGED))
+            done = self._tracker.transition(instance_uuid, PortState.PLUGGED)
+            if any(a.state == PortState.INCOMING for a in allocs):
+                self.metrics.incoming_migration_ended("completed")
+            return self._named(done)
 
     def begin_outgoing_migration(self, instance_uuid: str
                                  ) -> list[Allocation]:
@@ -385,13 +403,18 @@ class HostAgent:
         networks of the instance, restore its VFs' netdev states and free
         its devices."""
         with self._instance("complete_outgoing_migration", instance_uuid):
-            self._release(instance_uuid)
+            if self._release(instance_uuid):
+                self.metrics.released()
 
     def abort_incoming_migration(self, instance_uuid: str) -> None:
         """On the destination, after a failed migration: delete the
         networks and free the claims made here."""
         with self._instance("abort_incoming_migration", instance_uuid):
-            self._release(instance_uuid)
+            freed = self._release(instance_uuid)
+            if freed:
+                self.metrics.released()
+            if any(a.state == PortState.INCOMING for a in freed):
+                self.metrics.incoming_migration_ended("aborted")
 
     def release(self, instance_uuid: str) -> list[Allocation]:
         """On destroy: delete the instance's networks, then free its
@@ -964,6 +987,7 @@ class HostAgent:
                     *self._device_findings(allocs),
                     *self._free_vf_findings(present),
                     *self._journal_findings(),
+                    *self._pf_findings(),
                     ]
         return findings
 
@@ -1144,6 +1168,45 @@ class HostAgent:
                 f"handed out until it is",
                 "restore the journalled state, then forget the journal",
                 fixable=True))
+        return found
+
+    def _pf_findings(self) -> list[Finding]:
+        found = []
+        devices = self._tracker.devices()
+        scanned = {d.address: d for d in self._tracker.scanned_devices()}
+        allocs = self._tracker.allocations()
+        held = {a.address for a in allocs}
+        holders: dict[str, set[str]] = {}
+        for alloc in allocs:
+            pf = alloc.parent_addr or alloc.address
+            holders.setdefault(pf, set()).add(alloc.instance_uuid)
+        for pf, why in sorted(self._tracker.unhealthy_pfs().items()):
+            free = [a for a, d in devices.items()
+                    if d.parent_addr == pf and a not in held]
+            problem = f"{why}: {len(free)} free VF(s) of it cannot be " \
+                "claimed"
+            if pf in devices and pf not in held:
+                problem += ", nor the PF itself"
+            # A VF gone with its PF's driver has no parent left here:
+            # its claim is a device-gone finding of its own.
+            insts = sorted(holders.get(pf, ()))
+            problem += (f"; instance(s) {', '.join(insts)} hold claims "
+                        f"on it (kept, carrying no traffic)" if insts
+                        else "; no claim is held on it")
+            dev = scanned.get(pf)
+            if dev is None or dev.driver is None:
+                repair = (f"bind the PF to its network driver again (echo "
+                          f"{pf} > /sys/bus/pci/drivers/<driver>/bind), "
+                          f"then enable its VFs (sriov_numvfs) if they "
+                          f"are gone")
+            else:
+                repair = (f"check the cable, transceiver and switch port "
+                          f"of netdev {dev.netdev} (ip link show "
+                          f"{dev.netdev}) and that it is set up")
+            found.append(Finding(
+                FindingKind.PF_UNHEALTHY, f"device {pf}", problem,
+                repair + "; its VFs are claimable again at the next "
+                "refresh once it is healthy", fixable=False))
         return found
 
     def _repair(self, finding: Finding) -> Finding:

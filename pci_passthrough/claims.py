@@ -156,3 +156,6 @@ class UpdateReport:
     recovered: tuple[str, ...] = ()
     #: VFs bound to another driver than at the previous scan.
     rebound: tuple[str, ...] = ()
+    #: Instances whose incoming migration lease expired unconfirmed and
+    #: which were released here (HostAgent.refresh()).
+    expired_leases: tuple[str, ...] = ()

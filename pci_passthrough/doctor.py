@@ -35,6 +35,9 @@ class FindingKind(enum.StrEnum):
     LEASE_EXPIRED = "lease-expired"
     #: An outgoing migration neither completed nor aborted in time.
     STALE_OUTGOING = "stale-outgoing"
+    #: A PF whose driver is unbound or whose netdev lost carrier: its
+    #: free VFs are not claimable, its held ones carry no traffic.
+    PF_UNHEALTHY = "pf-unhealthy"
     #: A provider of this host is missing from Placement, or its
     #: inventory or traits differ from what the host reports, or one no
     #: device is counted on any more is still there.

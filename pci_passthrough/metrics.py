@@ -18,13 +18,25 @@ Families (Prometheus naming: ``_total`` counters, seconds):
     failed (logged; the other families are still exposed).
 ``pci_passthrough_claims_total``, ``..._claim_failures_total``,
 ``..._plugs_total``, ``..._plug_failures_total``, ``..._releases_total``
-    Operations of the agent (one claim may hold several ports).
+    Operations of the agent (one claim may hold several ports).  A
+    release is any end that freed an instance's devices: destroy, a
+    completed outgoing or aborted incoming migration, an expired lease.
+``pci_passthrough_incoming_migration_prepares_total``,
+``..._incoming_migration_prepare_failures_total``
+    The destination's claims (prepare_incoming_migration: claim and
+    networks), apart from the instances' own claims; a repeated prepare
+    counts again.
+``pci_passthrough_incoming_migration_ends_total{outcome}``
+    How incoming migrations ended: ``completed``, ``aborted`` or
+    ``expired`` (lease not confirmed in time); each ends once.
 ``pci_passthrough_reconcile_actions_total{action}``,
 ``pci_passthrough_doctor_repairs_total{kind}``
     What reconcile and ``doctor --fix`` changed.
 ``pci_passthrough_claim_duration_seconds``,
-``pci_passthrough_plug_duration_seconds``
-    Histograms of how long claims and plugs took, failed ones included.
+``pci_passthrough_plug_duration_seconds``,
+``pci_passthrough_incoming_migration_prepare_duration_seconds``
+    Histograms of how long claims, plugs and prepares took, failed ones
+    included.
 
 Counters live as long as the process: the one-shot command prints them as
 zero, the pool gauges are what it is for.
@@ -63,6 +75,8 @@ CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 PLUG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 30.0, 60.0, 120.0)
 DEFAULT_TAG_LABELS = ("physical_network",)
+#: How an incoming migration ends (its claims confirmed or freed).
+INCOMING_OUTCOMES = ("completed", "aborted", "expired")
 # Action and repair kinds are the values of the library's enums; the
 # bound keeps a bug from creating series without end.
 MAX_LABEL_VALUES = 64
@@ -186,6 +200,10 @@ _COUNTERS = {
     "plugs": "Instances whose networks were plugged.",
     "plug_failures": "Plugs that failed (their networks rolled back).",
     "releases": "Instances whose devices were released.",
+    "incoming_migration_prepares": "Incoming migrations whose devices "
+                                   "were claimed and networks defined.",
+    "incoming_migration_prepare_failures": "Incoming migrations refused "
+                                           "or failed to prepare.",
 }
 
 
@@ -209,8 +227,13 @@ class Metrics(Collector):
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._reconcile: dict[str, int] = {}
         self._repairs: dict[str, int] = {}
+        # Fixed outcomes, all exposed from the start: a rate of expiries
+        # needs its zero before the first one.
+        self._incoming_ends = dict.fromkeys(INCOMING_OUTCOMES, 0)
         self._claim_seconds = _Histogram(CLAIM_BUCKETS)
         self._plug_seconds = _Histogram(PLUG_BUCKETS)
+        # A prepare claims and defines networks: a plug's durations.
+        self._prepare_seconds = _Histogram(PLUG_BUCKETS)
 
     def use_pools(self, pools: PoolSource) -> None:
         """Read the pool gauges from ``pools`` unless a source was
@@ -236,6 +259,17 @@ class Metrics(Collector):
     def released(self, count: int = 1) -> None:
         self._add("releases", count)
 
+    def incoming_migration_ended(self, outcome: str) -> None:
+        """Count the end of an incoming migration: one of
+        INCOMING_OUTCOMES."""
+        if not isinstance(outcome, str) or outcome not in INCOMING_OUTCOMES:
+            raise InvalidMetricsInput(
+                what=f"incoming migration outcome {outcome!r}",
+                reason="not a known outcome",
+                expected="one of " + ", ".join(INCOMING_OUTCOMES))
+        with self._lock:
+            self._incoming_ends[str(outcome)] += 1
+
     def reconcile_action(self, action: str) -> None:
         """Count one reconcile action (a value of its enum)."""
         self._add_kind(self._reconcile, "reconcile action", action)
@@ -255,6 +289,15 @@ class Metrics(Collector):
     def time_plug(self) -> Iterator[None]:
         """Time the block as a plug; count it as succeeded or failed."""
         with self._timed(self._plug_seconds, "plugs", "plug_failures"):
+            yield
+
+    @contextmanager
+    def time_incoming_migration_prepare(self) -> Iterator[None]:
+        """Time the block as the destination's claim of an incoming
+        migration; count it as prepared, or failed if it raises."""
+        with self._timed(self._prepare_seconds,
+                         "incoming_migration_prepares",
+                         "incoming_migration_prepare_failures"):
             yield
 
     @contextmanager
@@ -310,10 +353,13 @@ class Metrics(Collector):
             counts = dict(self._counts)
             reconcile = dict(self._reconcile)
             repairs = dict(self._repairs)
+            ends = dict(self._incoming_ends)
             claim_hist = (self._claim_seconds.buckets(),
                           self._claim_seconds.total)
             plug_hist = (self._plug_seconds.buckets(),
                          self._plug_seconds.total)
+            prepare_hist = (self._prepare_seconds.buckets(),
+                            self._prepare_seconds.total)
         for name, doc in _COUNTERS.items():
             families.append(CounterMetricFamily(
                 PREFIX + name, doc,
@@ -322,7 +368,10 @@ class Metrics(Collector):
                 ("reconcile_actions", "Networks reconcile changed, by "
                  "action.", "action", reconcile),
                 ("doctor_repairs", "Repairs doctor --fix made, by finding "
-                 "kind.", "kind", repairs)):
+                 "kind.", "kind", repairs),
+                ("incoming_migration_ends", "Incoming migrations ended, by "
+                 "outcome (completed, aborted, expired).", "outcome",
+                 ends)):
             family = CounterMetricFamily(PREFIX + name, doc, labels=[label])
             if with_samples:
                 for value, count in sorted(table.items()):
@@ -331,7 +380,10 @@ class Metrics(Collector):
         for name, doc, (buckets, total) in (
                 ("claim_duration_seconds", "Time a claim took.",
                  claim_hist),
-                ("plug_duration_seconds", "Time a plug took.", plug_hist)):
+                ("plug_duration_seconds", "Time a plug took.", plug_hist),
+                ("incoming_migration_prepare_duration_seconds",
+                 "Time an incoming migration's prepare took.",
+                 prepare_hist)):
             if with_samples:
                 families.append(HistogramMetricFamily(
                     PREFIX + name, doc, buckets=buckets, sum_value=total))

@@ -9,9 +9,11 @@ import pytest
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
+from pci_passthrough.netdev_state import NetdevState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
-from pci_passthrough.states import PortState
+from pci_passthrough.states import PortState, Repair
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
 FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
@@ -19,6 +21,7 @@ LAYOUT = st.HostLayout((
     st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
 ))
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
+OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 PORTS = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="net1")]
 
 
@@ -32,29 +35,39 @@ class Clock:
 
 class Host:
     def __init__(self, workdir, timeout=None):
-        self.conf, _ = simulated_host(workdir, LAYOUT, device_specs=SPECS,
-                                      flavors=FLAVORS)
+        self.conf, self.tree = simulated_host(
+            workdir, LAYOUT, device_specs=SPECS, flavors=FLAVORS)
         if timeout is not None:
             self.conf.set_override("incoming_migration_timeout", timeout,
                                    group="pci_passthrough")
         self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
         self.clock = Clock()
+        # The tree's netdevs exist nowhere: their state lives in memory.
+        self.netdevs = MemoryNetdevs({
+            d.netdev: NetdevState(netdev=d.netdev, mac=f"02:00:00:00:00:"
+                                  f"{i:02x}", mtu=1500, up=True)
+            for i, d in enumerate(self.tree.vfs)})
         self.agents = []
         self.agent = self.new_agent()
 
     def new_agent(self):
         agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
-            self.conf, connection=self.conn), clock=self.clock)
-        agent.start()
+            self.conf, connection=self.conn), netdev_access=self.netdevs,
+            clock=self.clock)
+        self.report = agent.start()
         self.agents.append(agent)
         return agent
 
-    def states(self):
-        return [a.state for a in self.agent.allocations(INST)]
+    def states(self, inst=INST):
+        return [a.state for a in self.agent.allocations(inst)]
 
-    def networks(self):
+    def networks(self, inst=INST):
         return sorted(n.name() for n in self.conn.listAllNetworks(0)
-                      if INST in n.name())
+                      if inst in n.name())
+
+    def guest_took(self, netdev):
+        self.netdevs.states[netdev] = NetdevState(
+            netdev=netdev, mac="52:54:00:12:34:56", mtu=9000, up=False)
 
     def close(self):
         for agent in self.agents:
@@ -118,14 +131,79 @@ def test_the_lease_survives_a_restart_of_the_agent(tmp_path):
     try:
         host.agent.prepare_incoming_migration(INST, PORTS)
         host.agent.close()
-        host.clock.now += 61
+        host.clock.now += 30
         host.agent = host.new_agent()
+        assert host.report.expired_leases == ()
         assert host.states() == [PortState.INCOMING] * 2
-        host.agent.refresh()
+        # The lease runs from the prepare, not from the restart.
+        host.clock.now += 30
+        assert host.agent.refresh().expired_leases == (INST,)
         assert host.agent.allocations(INST) == []
         assert host.networks() == []
     finally:
         host.close()
+
+
+def test_refresh_reports_the_leases_it_expired(host):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.clock.now += 1000
+    host.agent.prepare_incoming_migration(OTHER, PORTS[:1])
+    host.clock.now += 799
+    assert host.agent.refresh().expired_leases == ()
+    host.clock.now += 1
+    report = host.agent.refresh()
+    assert report.expired_leases == (INST,)
+    assert host.states(OTHER) == [PortState.INCOMING]
+    assert host.agent.refresh().expired_leases == ()  # released once
+    host.clock.now += 1000
+    assert host.agent.refresh().expired_leases == (OTHER,)
+    assert host.agent.allocations() == []
+
+
+def test_a_confirmed_or_aborted_migration_is_never_reported_expired(host):
+    host.agent.prepare_incoming_migration(INST, PORTS)
+    host.agent.prepare_incoming_migration(OTHER, PORTS[:1])
+    host.agent.complete_incoming_migration(INST)
+    host.agent.abort_incoming_migration(OTHER)
+    host.clock.now += 10_000
+    assert host.agent.refresh().expired_leases == ()
+    assert host.states() == [PortState.PLUGGED] * 2
+
+
+def test_start_releases_the_leases_that_expired_while_down(host, caplog):
+    host.agent.claim(OTHER, PORTS[:1])
+    (kept,) = host.agent.plug(OTHER)
+    ports = host.agent.prepare_incoming_migration(INST, PORTS)
+    before = {p.netdev: host.netdevs.states[p.netdev] for p in ports}
+    for port in ports:
+        host.guest_took(port.netdev)
+    host.agent.close()
+    # While the host is down libvirtd loses a network of each instance.
+    for name in (ports[0].network, kept.network):
+        net = host.conn.networkLookupByName(name)
+        net.destroy()
+        net.undefine()
+    host.clock.now += 1800
+    with caplog.at_level(logging.WARNING):
+        host.agent = host.new_agent()
+    report = host.report
+    assert report.expired_leases == (INST,)
+    # Expired first, then reconciled: the expired instance's missing
+    # network is not restored only to be deleted, the other one is.
+    assert [(a.action, a.network) for a in report.actions] == [
+        (Repair.RESTORED, kept.network)]
+    assert report.allocations == 1
+    assert host.networks() == [] and host.agent.allocations(INST) == []
+    assert host.networks(OTHER) == [kept.network]
+    # Its VFs got back the state journalled before their plug.
+    assert {n: host.netdevs.states[n] for n in before} == before
+    journals = host.agent._tracker.journals()
+    assert not {p.address for p in ports} & set(journals)
+    assert any(f"Incoming migration of instance {INST} was not confirmed "
+               f"within 1800 s" in r.getMessage() for r in caplog.records)
+    # Its devices are claimable again, and nothing is left to repair.
+    assert host.agent.doctor().findings == ()
+    assert len(host.agent.claim(INST, PORTS)) == 2
 
 
 def test_abort_frees_the_incoming_claims(host):
@@ -198,14 +276,47 @@ def test_an_expiry_that_fails_is_retried_at_the_next_refresh(tmp_path,
         host.clock.now += 1800
         with caplog.at_level(logging.ERROR):
             report = agent.refresh()  # the scan is reported all the same
-        assert report.vanished_in_use == ()
+        assert report.vanished_in_use == () and report.expired_leases == ()
         assert any("Cannot end the expired incoming migration" in
                    r.getMessage() for r in caplog.records)
         assert [a.state for a in agent.allocations(INST)] == [
             PortState.INCOMING] * 2
         driver.down = False
-        agent.refresh()
+        assert agent.refresh().expired_leases == (INST,)
         assert agent.allocations(INST) == [] and host.networks() == []
+    finally:
+        host.close()
+
+
+def test_a_start_whose_expiry_fails_leaves_claims_and_networks_together(
+        tmp_path, caplog):
+    host = Host(tmp_path / "h")
+    try:
+        ports = host.agent.prepare_incoming_migration(INST, PORTS)
+        host.agent.close()
+        net = host.conn.networkLookupByName(ports[1].network)
+        net.destroy()
+        net.undefine()
+        host.clock.now += 1800
+        driver = Unreachable(host.conf, connection=host.conn)
+        agent = HostAgent(host.conf, network_driver=driver,
+                          netdev_access=host.netdevs, clock=host.clock)
+        host.agents.append(agent)
+        with caplog.at_level(logging.ERROR):
+            report = agent.start()
+        assert report.expired_leases == ()
+        assert any("Cannot end the expired incoming migration" in
+                   r.getMessage() for r in caplog.records)
+        # Still leased, so still networked: reconcile restored the
+        # missing network rather than leave a claim without it.
+        assert [a.state for a in agent.allocations(INST)] == [
+            PortState.INCOMING] * 2
+        assert [(a.action, a.network) for a in report.actions] == [
+            (Repair.RESTORED, ports[1].network)]
+        assert host.networks() == sorted(p.network for p in ports)
+        driver.down = False
+        assert agent.refresh().expired_leases == (INST,)
+        assert host.networks() == [] and agent.allocations() == []
     finally:
         host.close()
 

@@ -55,16 +55,28 @@ def pool(samples: Samples, pf: str, state: str) -> float:
     return found[0]
 
 
+class Clock:
+    """A migration lease clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 2_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class Host:
     def __init__(self, workdir: pathlib.Path,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 clock: Clock | None = None) -> None:
         self.conf, self.tree = simulated_host(workdir, LAYOUT,
                                               device_specs=SPECS,
                                               flavors=FLAVORS)
         self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
         self.agent = HostAgent(
             self.conf, network_driver=LibvirtMacvtapDriver(
-                self.conf, connection=self.conn), metrics=metrics)
+                self.conf, connection=self.conn), metrics=metrics,
+            clock=clock or Clock())
         self.agent.start()
 
     def scrape(self) -> tuple[dict[str, str], Samples]:
@@ -137,6 +149,58 @@ def test_operations_are_counted_and_timed(host):
                     frozenset())] == 2
     assert samples[("pci_passthrough_plug_duration_seconds_count",
                     frozenset())] == 1
+
+
+def test_incoming_migrations_are_counted_apart_and_each_end_once(tmp_path):
+    clock = Clock()
+    h = Host(tmp_path / "h", clock=clock)
+    try:
+        done, aborted, expired, source = (new_uuid() for _ in range(4))
+        net1 = [PortRequest(0, flavor="net1")]
+        h.agent.prepare_incoming_migration(done, net1)
+        h.agent.prepare_incoming_migration(done, net1)  # a retry
+        h.agent.complete_incoming_migration(done)
+        h.agent.complete_incoming_migration(done)  # idempotent
+        h.agent.prepare_incoming_migration(aborted, [
+            PortRequest(0, flavor="grp1")])
+        h.agent.abort_incoming_migration(aborted)
+        h.agent.abort_incoming_migration(aborted)  # nothing held now
+        with pytest.raises(exception.MigrationRefused):
+            h.agent.prepare_incoming_migration(new_uuid(), [
+                PortRequest(i, flavor="grp1") for i in range(3)])
+        h.agent.prepare_incoming_migration(expired, net1)
+        clock.now += 1800
+        assert h.agent.refresh().expired_leases == (expired,)
+        # The source side: a completed outgoing migration is a release.
+        h.agent.claim(source, net1)
+        h.agent.plug(source)
+        h.agent.begin_outgoing_migration(source)
+        h.agent.complete_outgoing_migration(source)
+        h.agent.complete_outgoing_migration(source)
+        types, samples = h.scrape()
+
+        def total(name: str, **labels: str) -> float:
+            return samples[(f"pci_passthrough_{name}_total",
+                            frozenset(labels.items()))]
+
+        assert types["pci_passthrough_incoming_migration_prepares"] == \
+            "counter"
+        assert total("incoming_migration_prepares") == 4
+        assert total("incoming_migration_prepare_failures") == 1
+        assert types["pci_passthrough_incoming_migration_ends"] == "counter"
+        assert {o: total("incoming_migration_ends", outcome=o)
+                for o in ("completed", "aborted", "expired")} == {
+            "completed": 1, "aborted": 1, "expired": 1}
+        assert total("releases") == 3  # aborted, expired, outgoing
+        # The destination's claims are not the instances' own claims.
+        assert (total("claims"), total("claim_failures")) == (1, 0)
+        name = "pci_passthrough_incoming_migration_prepare_duration_seconds"
+        assert types[name] == "histogram"
+        assert samples[(name + "_count", frozenset())] == 5
+        assert samples[(name + "_bucket", frozenset({("le", "+Inf")}))] \
+            == 5
+    finally:
+        h.close()
 
 
 def test_reconcile_and_doctor_repairs_are_counted(tmp_path):

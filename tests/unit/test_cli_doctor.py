@@ -51,6 +51,29 @@ def test_findings_exit_1_and_fix_repairs_them(conf, libvirt_conn,  # noqa: F811
     assert ORPHAN not in names and "default" in names
 
 
+def test_an_unhealthy_pf_is_a_finding_fix_cannot_clear(conf, tmp_path,
+                                                        capsys):
+    pf = "0000:3b:00.0"
+    operstate = tmp_path / "sys" / "bus" / "pci" / "devices" / pf / \
+        "net" / "ens1f0" / "operstate"
+    operstate.write_text("down\n")
+    for args in ([], ["--fix"]):
+        assert main.main(["--config-file", conf, "doctor", "--format",
+                          "json", *args]) == 1
+        data = json.loads(capsys.readouterr().out)
+        (finding,) = data["findings"]
+        assert (finding["kind"], finding["subject"]) == (
+            "pf-unhealthy", f"device {pf}")
+        assert finding["problem"] == (
+            "netdev ens1f0 lost carrier (operstate down): 3 free VF(s) "
+            "of it cannot be claimed; no claim is held on it")
+        assert "switch port of netdev ens1f0" in finding["repair"]
+        assert (finding["fixable"], finding["fixed"]) == (False, False)
+    assert finding["left"].startswith("not safe to repair")
+    operstate.write_text("up\n")
+    assert main.main(["--config-file", conf, "doctor"]) == 0
+
+
 def test_an_unusable_ledger_exits_2(tmp_path, capsys):
     path = write_conf(tmp_path)
     (tmp_path / "claims.db").mkdir()

@@ -266,6 +266,43 @@ def test_an_expired_incoming_lease_is_fixed_a_stale_outgoing_left(host):
     assert not any(INST in n for n in host.names())
 
 
+PF = "0000:3b:00.0"
+
+
+def test_an_unhealthy_pf_is_reported_and_left_to_the_operator(host):
+    host.plugged()
+    pf = host.tree.devices[PF]
+    operstate = pf.path / "net" / "ens1f0" / "operstate"
+    operstate.write_text("lowerlayerdown\n")
+    report = host.agent.doctor(fix=True)
+    (finding,) = report.findings
+    assert (finding.kind, finding.subject) == (FindingKind.PF_UNHEALTHY,
+                                               f"device {PF}")
+    assert finding.problem == (
+        f"netdev ens1f0 lost carrier (operstate lowerlayerdown): 2 free "
+        f"VF(s) of it cannot be claimed, nor the PF itself; instance(s) "
+        f"{INST} hold claims on it (kept, carrying no traffic)")
+    assert "switch port of netdev ens1f0" in finding.repair
+    assert not finding.fixable and not finding.fixed
+    assert finding.left.startswith("not safe to repair automatically")
+    assert operstate.read_text() == "lowerlayerdown\n"  # left alone
+    # The driver unbound too, the instance gone: another why, another
+    # repair, and no claim held.
+    driver = pf.path / "driver"
+    target = os.readlink(driver)
+    driver.unlink()
+    host.agent.release(INST)
+    (finding,) = host.agent.doctor().findings
+    assert finding.problem == (
+        "has no driver (unbound): 3 free VF(s) of it cannot be claimed, "
+        "nor the PF itself; no claim is held on it")
+    assert finding.repair.startswith(
+        f"bind the PF to its network driver again (echo {PF} > ")
+    os.symlink(target, driver)
+    operstate.write_text("up\n")
+    assert host.agent.doctor().findings == ()
+
+
 def test_the_report_as_json(host):
     host.conn.networkDefineXML(
         f"<network><name>{PREFIX}{OTHER}-3</name><forward mode='bridge'>"

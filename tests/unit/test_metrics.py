@@ -16,6 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 from pci_passthrough import exception
 from pci_passthrough.metrics import (
     CLAIM_BUCKETS,
+    INCOMING_OUTCOMES,
     MAX_LABEL_VALUES,
     PLUG_BUCKETS,
     InvalidMetricsInput,
@@ -258,6 +259,34 @@ def test_kinds_are_bounded() -> None:
         metrics.reconcile_action("one_more")
 
 
+def test_incoming_migration_ends_by_outcome_start_at_zero() -> None:
+    metrics = Metrics()
+    types, samples = _parse(exposition(metrics))
+    name = "pci_passthrough_incoming_migration_ends"
+    assert types[name] == "counter"
+    series = {labels: value for (n, labels), value in samples.items()
+              if n == name + "_total"}
+    assert series == {(("outcome", o),): 0 for o in INCOMING_OUTCOMES}
+    metrics.incoming_migration_ended("expired")
+    metrics.incoming_migration_ended("expired")
+    metrics.incoming_migration_ended("completed")
+    _, samples = _parse(exposition(metrics))
+    assert {o: samples[(name + "_total", (("outcome", o),))]
+            for o in INCOMING_OUTCOMES} == {
+        "completed": 1, "aborted": 0, "expired": 2}
+
+
+@pytest.mark.parametrize("outcome", ["", "Expired", "released", 1, None])
+def test_unknown_incoming_outcomes_are_refused(outcome: object) -> None:
+    metrics = Metrics()
+    with pytest.raises(InvalidMetricsInput,
+                       match="incoming migration outcome"):
+        metrics.incoming_migration_ended(outcome)  # type: ignore[arg-type]
+    _, samples = _parse(exposition(metrics))
+    assert not any(v for (n, _), v in samples.items()
+                   if n.endswith("incoming_migration_ends_total"))
+
+
 @pytest.mark.parametrize("count", [-1, 1.5, True])
 def test_bad_release_counts_are_refused(count: object) -> None:
     with pytest.raises(InvalidMetricsInput, match="count of releases"):
@@ -290,6 +319,10 @@ def test_counts_from_many_threads_add_up() -> None:
     ("time_claim", "claim_duration_seconds", "claims", "claim_failures",
      CLAIM_BUCKETS),
     ("time_plug", "plug_duration_seconds", "plugs", "plug_failures",
+     PLUG_BUCKETS),
+    ("time_incoming_migration_prepare",
+     "incoming_migration_prepare_duration_seconds",
+     "incoming_migration_prepares", "incoming_migration_prepare_failures",
      PLUG_BUCKETS),
 ])
 def test_timers_observe_seconds_and_count_outcomes(
