@@ -6,24 +6,15 @@ allocation of another host's providers is refused, nothing recorded."""
 import uuid
 
 import pytest
+from placement_hosts import agent_host
 
 from pci_passthrough import HostAgent, PortRequest, exception
-from pci_passthrough.cli import demo_hosts
-from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import host_conf
 from pci_passthrough.placement.host import host_view
 from pci_passthrough.placement.sync import Reporter
 
 pytestmark = [pytest.mark.functional, pytest.mark.placement]
 
 
-def agent_host(workdir, nodename):
-    st.build_tree(workdir / "sys", demo_hosts.DEMO_HOST_A)
-    conf = host_conf(workdir, device_specs=demo_hosts.DEMO_DEVICE_SPECS,
-                     flavors=demo_hosts.DEMO_FLAVORS,
-                     network_driver="noop")
-    conf.set_override("nodename", nodename, group="pci_passthrough")
-    return conf
 
 
 def allocate(client, instance, choice):

@@ -11,12 +11,11 @@ import sys
 import uuid
 
 import pytest
+from placement_hosts import agent_host
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.cli import demo_hosts
 from pci_passthrough.doctor import PLACEMENT_KINDS
-from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import host_conf
 from pci_passthrough.placement.host import host_view
 from pci_passthrough.placement.sync import Reporter
 
@@ -26,13 +25,6 @@ X710_CLASS = "CUSTOM_PCI_8086_154C"
 CX6_CLASS = "CUSTOM_PCI_15B3_101E"
 
 
-def host(workdir, nodename):
-    st.build_tree(workdir / "sys", demo_hosts.DEMO_HOST_A)
-    conf = host_conf(workdir, device_specs=demo_hosts.DEMO_DEVICE_SPECS,
-                     flavors=demo_hosts.DEMO_FLAVORS,
-                     network_driver="noop")
-    conf.set_override("nodename", nodename, group="pci_passthrough")
-    return conf
 
 
 def ports(*flavors):
@@ -81,7 +73,7 @@ def units(client, consumer):
 
 def test_a_synced_host_is_clean_and_doctor_writes_nothing(
         tmp_path, client, nodename) -> None:
-    conf = host(tmp_path, nodename())
+    conf = agent_host(tmp_path, nodename())
     with HostAgent(conf) as agent:
         agent.start()
         agent.claim(str(uuid.uuid4()), ports("net1", "net1"))
@@ -96,7 +88,7 @@ def test_a_synced_host_is_clean_and_doctor_writes_nothing(
 
 def test_drift_is_found_and_one_sync_repairs_what_is_ours(
         tmp_path, client, nodename) -> None:
-    conf = host(tmp_path, nodename())
+    conf = agent_host(tmp_path, nodename())
     one, two, stranger = (str(uuid.uuid4()) for _ in range(3))
     with HostAgent(conf) as agent:
         agent.start()
@@ -150,7 +142,7 @@ def test_drift_is_found_and_one_sync_repairs_what_is_ours(
 
 def test_a_host_placement_never_saw_is_reported_and_created(
         tmp_path, client, nodename) -> None:
-    conf = host(tmp_path, nodename())
+    conf = agent_host(tmp_path, nodename())
     node = conf.pci_passthrough.nodename
     instance = str(uuid.uuid4())
     with HostAgent(conf) as agent:
@@ -177,8 +169,8 @@ def test_a_host_placement_never_saw_is_reported_and_created(
 
 def test_a_migration_away_is_left_to_its_migration_consumer(
         tmp_path, client, nodename) -> None:
-    source = host(tmp_path / "src", nodename())
-    dest = host(tmp_path / "dst", nodename())
+    source = agent_host(tmp_path / "src", nodename())
+    dest = agent_host(tmp_path / "dst", nodename())
     instance, migration = str(uuid.uuid4()), str(uuid.uuid4())
     with HostAgent(source) as src, HostAgent(dest) as dst:
         src.start()
@@ -215,7 +207,7 @@ def test_a_migration_away_is_left_to_its_migration_consumer(
 
 def test_an_expired_lease_freed_by_fix_shows_its_allocation(
         tmp_path, client, nodename) -> None:
-    conf = host(tmp_path, nodename())
+    conf = agent_host(tmp_path, nodename())
     instance = str(uuid.uuid4())
     now = [1_000_000.0]
     with HostAgent(conf, clock=lambda: now[0]) as agent:
@@ -253,7 +245,7 @@ def _host_conf_file(tmp_path, node: str):
 
 def test_cli_doctor_with_placement_exits_1_then_0(
         tmp_path, placement_conf_file, nodename) -> None:
-    conf = host(tmp_path, nodename())
+    conf = agent_host(tmp_path, nodename())
     node = conf.pci_passthrough.nodename
     with HostAgent(conf) as agent:
         agent.claim(str(uuid.uuid4()), ports("net1"))
@@ -272,7 +264,7 @@ def test_cli_doctor_with_placement_exits_1_then_0(
 
 def test_cli_doctor_with_placement_unreachable_exits_2_changing_nothing(
         tmp_path) -> None:
-    conf = host(tmp_path, "cmp-unreachable")
+    conf = agent_host(tmp_path, "cmp-unreachable")
     with HostAgent(conf) as agent:
         agent.claim(str(uuid.uuid4()), ports("net1"))
     ledger = tmp_path / "claims.sqlite3"
