@@ -153,12 +153,21 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
     (placement-consumer)."""
     findings = []
     if observed.root_uuid is None:
+        # Not doctor's to create: nova-compute makes the root with the
+        # compute node's UUID, and a root made first under another UUID
+        # would stop it.
         findings.append(Finding(
             FindingKind.PLACEMENT_PROVIDER, f"provider {tree.nodename}",
             "the compute node's root provider is not in Placement, so "
             "none of this host's VFs are offered",
-            "create it (nova-compute does when it starts; placement sync "
-            "does too)", fixable=True))
+            "start nova-compute, which creates it with the compute "
+            "node's UUID (on a host without nova-compute: "
+            "pci-passthrough placement sync)", fixable=False))
+        return findings + [Finding(
+            FindingKind.PLACEMENT_PROVIDER, f"provider {p.name}",
+            f"not in Placement: PF {p.pf_address}'s {p.total} VF(s) are "
+            f"not offered", "doctor --fix creates it once the root "
+            "provider exists", fixable=False) for p in tree.providers]
     for provider in tree.providers:
         findings += _provider_findings(
             provider, observed.providers.get(provider.name))

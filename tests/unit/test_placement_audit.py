@@ -82,12 +82,13 @@ def test_a_synced_host_has_no_findings() -> None:
     assert audit(TREE, RECORDS, synced(TREE, RECORDS)) == []
 
 
-def test_no_root_provider_is_a_fixable_finding_and_each_pf_too() -> None:
-    found = audit(TREE, [], Observed(NODE, None, {}, {}))
+def test_no_root_provider_is_left_to_nova_compute_and_so_are_pfs() -> None:
+    found = audit(TREE, RECORDS, Observed(NODE, None, {}, {}))
     assert kinds(found) == [
-        ("placement-provider", "provider cmp1", True),
-        ("placement-provider", f"provider {X710.name}", True),
-        ("placement-provider", f"provider {CX6.name}", True)]
+        ("placement-provider", "provider cmp1", False),
+        ("placement-provider", f"provider {X710.name}", False),
+        ("placement-provider", f"provider {CX6.name}", False)]
+    assert "start nova-compute" in found[0].repair
     assert "4 VF(s) are not offered" in found[1].problem
 
 

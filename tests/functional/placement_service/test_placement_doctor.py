@@ -140,7 +140,7 @@ def test_drift_is_found_and_one_sync_repairs_what_is_ours(
             ("placement-consumer", f"consumer {stranger}", False, False)]
 
 
-def test_a_host_placement_never_saw_is_reported_and_created(
+def test_a_host_placement_never_saw_is_left_to_nova_compute(
         tmp_path, client, nodename) -> None:
     conf = agent_host(tmp_path, nodename())
     node = conf.pci_passthrough.nodename
@@ -148,23 +148,35 @@ def test_a_host_placement_never_saw_is_reported_and_created(
     with HostAgent(conf) as agent:
         agent.start()
         agent.claim(instance, ports("grp1"))
+        expected = [
+            ("placement-provider", f"provider {node}", False, False),
+            ("placement-provider", f"provider {node}_0000:3B:00.0", False,
+             False),
+            ("placement-provider", f"provider {node}_0000:5E:00.0", False,
+             False)]
+        assert placement_findings(agent.doctor(placement=client)) == \
+            expected
+        # --fix creates no root: nova-compute makes it with the compute
+        # node's UUID.
+        fixed = agent.doctor(fix=True, placement=client)
+        assert placement_findings(fixed) == expected
+        assert client.get(f"/resource_providers?name={node}").body[
+            "resource_providers"] == []
+        # Once the root exists (here as nova-compute would make it),
+        # --fix reports the rest.
+        root = str(uuid.uuid4())
+        client.post("/resource_providers", {"name": node, "uuid": root})
         found = placement_findings(agent.doctor(placement=client))
-        assert found == [
-            ("placement-provider", f"provider {node}", True, False),
-            ("placement-provider", f"provider {node}_0000:3B:00.0", True,
-             False),
-            ("placement-provider", f"provider {node}_0000:5E:00.0", True,
-             False),
-            ("placement-allocation", f"instance {instance}", True, False)]
+        assert [f[1] for f in found] == [
+            f"provider {node}_0000:3B:00.0",
+            f"provider {node}_0000:5E:00.0", f"instance {instance}"]
         fixed = agent.doctor(fix=True, placement=client)
         assert all(f.fixed for f in fixed.findings), fixed
         assert agent.doctor(placement=client).findings == ()
-        # The repair taught the agent its providers: a claim by
-        # allocation works at once.
-        tree = agent.provider_tree()
-        uuids = {p.name: p for p in tree.providers}
-        assert set(uuids) == {f"{node}_0000:3B:00.0",
-                              f"{node}_0000:5E:00.0"}
+        rps = client.get(f"/resource_providers?in_tree={root}").body[
+            "resource_providers"]
+        assert {rp["name"] for rp in rps} == {
+            node, f"{node}_0000:3B:00.0", f"{node}_0000:5E:00.0"}
 
 
 def test_a_migration_away_is_left_to_its_migration_consumer(
@@ -244,13 +256,14 @@ def _host_conf_file(tmp_path, node: str):
 
 
 def test_cli_doctor_with_placement_exits_1_then_0(
-        tmp_path, placement_conf_file, nodename) -> None:
+        tmp_path, placement_conf_file, client, nodename) -> None:
     conf = agent_host(tmp_path, nodename())
     node = conf.pci_passthrough.nodename
     with HostAgent(conf) as agent:
         agent.claim(str(uuid.uuid4()), ports("net1"))
     args = ["--config-file", str(_host_conf_file(tmp_path, node)),
             "--config-file", str(placement_conf_file), "doctor"]
+    client.post("/resource_providers", {"name": node})  # nova-compute's
     found = _cli(*args, "--format", "json")
     assert found.returncode == 1, found.stderr
     kinds = {f["kind"] for f in json.loads(found.stdout)["findings"]}
