@@ -204,6 +204,13 @@ class PlacementConflict(PciPassthroughError):
                "%(attempts)s attempts: %(detail)s")
 
 
+class PlacementRootMissing(PciPassthroughError):
+    msg_fmt = ("The root provider %(nodename)s is not in Placement: start "
+               "nova-compute first, which creates it with the compute "
+               "node's UUID (on a host without nova-compute, let the sync "
+               "create it: placement sync --create-root).")
+
+
 class AllocationMismatch(PciPassthroughError):
     msg_fmt = ("The Placement allocation for instance %(instance)s does "
                "not fit this host: %(reason)s. Nothing was claimed.")

@@ -31,9 +31,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         p.set_defaults(action_fn=action)
         return p
 
-    parser("sync", "Create or update this host's providers, traits and "
-                   "classes in Placement and heal allocations from the "
-                   "ledger ([placement] options say where).", run_sync)
+    p = parser("sync", "Create or update this host's providers, traits "
+                       "and classes in Placement and heal allocations "
+                       "from the ledger ([placement] options say where).",
+               run_sync)
+    p.add_argument(
+        "--create-root", action="store_true",
+        help="Create the compute node's root provider when missing: only "
+             "on a host without nova-compute, which creates it itself "
+             "with the compute node's UUID.")
     parser("show", "The provider tree this host reports (no network).",
            run_show)
     p = parser("request", "The GET /allocation_candidates queries for N "
@@ -46,7 +52,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
 def run_sync(conf: cfg.ConfigOpts) -> int:
     from pci_passthrough.placement.host import sync_host
 
-    report = sync_host(conf, sysfs_root(conf))
+    report = sync_host(conf, sysfs_root(conf),
+                       create_root=conf.command.create_root)
     if conf.command.format == "json":
         output.print_json(report.as_dict())
         return 0

@@ -22,12 +22,14 @@ class HostView:
     flavors: FlavorSet
     records: tuple[LedgerRecord, ...]
 
-    def sync(self, reporter: Reporter) -> SyncReport:
+    def sync(self, reporter: Reporter, *,
+             create_root: bool = True) -> SyncReport:
         """Report this view, creating every trait and class its flavors'
-        requests may name."""
+        requests may name (and the root provider if ``create_root``)."""
         return reporter.sync(self.tree, self.records,
                              requests.flavor_traits(self.flavors),
-                             requests.flavor_classes(self.flavors))
+                             requests.flavor_classes(self.flavors),
+                             create_root=create_root)
 
 
 def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
@@ -56,8 +58,11 @@ def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
 
 
 def sync_host(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
-              client: PlacementClient | None = None) -> SyncReport:
+              client: PlacementClient | None = None, *,
+              create_root: bool = False) -> SyncReport:
     """``placement sync``: this host's view, reported to the Placement
-    the ``[placement]`` options name."""
+    the ``[placement]`` options name.  The root provider is created only
+    with ``create_root`` (hosts without nova-compute)."""
     view = host_view(conf, sysfs_root)
-    return view.sync(Reporter(client or PlacementClient.from_conf(conf)))
+    return view.sync(Reporter(client or PlacementClient.from_conf(conf)),
+                     create_root=create_root)

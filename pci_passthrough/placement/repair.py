@@ -39,8 +39,9 @@ def repair(client: PlacementClient, tree: ProviderTree,
     uuids = None
     try:
         if any(f.fixable for f in findings):
-            uuids = Reporter(client).sync(tree, records, traits,
-                                          classes).provider_uuids
+            uuids = Reporter(client).sync(
+                tree, records, traits, classes,
+                create_root=False).provider_uuids
         after = audit(tree, records, observe(client, tree.nodename, known))
     except exception.PciPassthroughError as exc:
         why = f"placement sync failed: {exc}"

@@ -96,15 +96,21 @@ class Reporter:
 
     def sync(self, tree: ProviderTree, records: Sequence[LedgerRecord],
              traits: Collection[str] = (),
-             classes: Collection[str] = ()) -> SyncReport:
+             classes: Collection[str] = (), *,
+             create_root: bool = True) -> SyncReport:
         """Create, update and remove providers, and heal allocations.
 
         :param traits: further traits to create (those the configured
             flavors' requests may name).
         :param classes: further custom classes to create.
+        :param create_root: create the root provider when missing; on a
+            nova-compute host pass False: nova-compute creates it with
+            the compute node's UUID and cannot start when a provider of
+            that name has another.
+        :raises PlacementRootMissing: no root and not ``create_root``.
         """
         report = SyncReport()
-        root = self.ensure_root(tree.nodename, report)
+        root = self.ensure_root(tree.nodename, report, create_root)
         report.root_uuid = root
         self.ensure_classes({*tree.resource_classes, *classes}, report)
         self.ensure_traits({*tree.traits, *traits}, report)
@@ -127,12 +133,16 @@ class Reporter:
 
     # -- root, classes, traits ---------------------------------------------
 
-    def ensure_root(self, nodename: str, report: SyncReport) -> str:
-        """The root provider's UUID; created when missing."""
+    def ensure_root(self, nodename: str, report: SyncReport,
+                    create: bool = True) -> str:
+        """The root provider's UUID; created when missing if
+        ``create``."""
         found = self.client.get(
             f"/resource_providers?name={_q(nodename)}").body
         if found["resource_providers"]:
             return str(found["resource_providers"][0]["uuid"])
+        if not create:
+            raise exception.PlacementRootMissing(nodename=nodename)
         resp = self.client.post("/resource_providers", {"name": nodename},
                                 expect=(200, 409))
         report.writes += 1

@@ -317,7 +317,14 @@ def test_cli_sync_twice_and_request(tmp_path, placement_conf_file,
     conf.write_text("\n".join(lines) + "\n")
     args = ["--config-file", str(conf), "--config-file",
             str(placement_conf_file), "placement"]
-    first = _cli(*args, "sync", "--format", "json")
+    refused = _cli(*args, "sync")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert f"The root provider {host.nodename} is not in Placement: " \
+        f"start nova-compute first" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert client.get(f"/resource_providers?name={host.nodename}").body[
+        "resource_providers"] == []
+    first = _cli(*args, "sync", "--create-root", "--format", "json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["writes"] > 0
     second = _cli(*args, "sync", "--format", "json")
