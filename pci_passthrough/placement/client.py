@@ -51,7 +51,8 @@ class PlacementClient:
     """Calls to one Placement service.
 
     :param adapter: a keystoneauth1 Adapter for the placement service
-        (raise_exc=False).
+        (nova's report client's will do: every call passes
+        raise_exc=False itself).
     """
 
     def __init__(self, adapter: Any) -> None:
@@ -101,7 +102,11 @@ class PlacementClient:
         """
         from keystoneauth1 import exceptions as ks_exc
 
-        kwargs: dict[str, Any] = {"microversion": MICROVERSION}
+        # raise_exc per call: an adapter made elsewhere (nova's report
+        # client's) may raise on 4xx, which would turn a 409 to retry
+        # or a 404 into "unavailable".
+        kwargs: dict[str, Any] = {"microversion": MICROVERSION,
+                                  "raise_exc": False}
         if body is not None:
             kwargs["json"] = body
         try:

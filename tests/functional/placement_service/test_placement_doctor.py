@@ -304,3 +304,31 @@ def test_cli_doctor_with_placement_unreachable_exits_2_changing_nothing(
     alone = _cli(*args, "--skip-placement")
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert ledger.read_bytes() == before
+
+
+def test_an_adapter_that_raises_on_errors_serves_as_nova_s_does(
+        tmp_path, placement, nodename) -> None:
+    """nova's report client builds its keystoneauth1 adapter without
+    raise_exc=False; the fork hands that adapter over.  A 404 is still
+    a refusal naming the call, not "unavailable", and a doctor --fix
+    that meets no error repairs as with the library's own adapter."""
+    from keystoneauth1 import adapter, session
+    from keystoneauth1.token_endpoint import Token
+
+    from pci_passthrough import exception
+    from pci_passthrough.placement.client import PlacementClient
+
+    nova_like = adapter.Adapter(
+        session.Session(auth=Token(placement.url, "admin")),
+        service_type="placement")
+    client = PlacementClient(nova_like)
+    with pytest.raises(exception.PlacementRequestFailed, match="HTTP 404"):
+        client.get(f"/resource_providers/{uuid.uuid4()}")
+    conf = agent_host(tmp_path, nodename())
+    node = conf.pci_passthrough.nodename
+    client.post("/resource_providers", {"name": node})
+    with HostAgent(conf) as agent:
+        agent.claim(str(uuid.uuid4()), ports("net1"))
+        fixed = agent.doctor(fix=True, placement=client)
+        assert fixed.findings and all(f.fixed for f in fixed.findings)
+        assert agent.doctor(placement=client).findings == ()
