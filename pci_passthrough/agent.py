@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from pci_passthrough import exception, sysfs_scan
+from pci_passthrough import doctor_checks, exception, sysfs_scan
 from pci_passthrough.claims import (
     Allocation,
     Explanation,
@@ -45,12 +45,11 @@ from pci_passthrough.netdev_access import (
     NoNetdevAccess,
 )
 from pci_passthrough.netdev_state import journal as netdev_journal
-from pci_passthrough.netdev_state.record import NetdevState, diff
+from pci_passthrough.netdev_state.record import NetdevState
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import (
     NetworkDriver,
     NetworkSpec,
-    NetworkStatus,
 )
 from pci_passthrough.network.names import network_name, parse_network_name
 from pci_passthrough.placement import allocation as placement_allocation
@@ -976,20 +975,22 @@ class HostAgent:
     # -- doctor ----------------------------------------------------------
 
     def _examine(self) -> list[Finding]:
-        # An expired lease's repair is its release: its ports' networks
-        # and devices are not examined one by one.
-        expired = set(self._expired(PortState.INCOMING))
-        allocs = [a for a in self._tracker.allocations()
-                  if a.instance_uuid not in expired]
-        present = self._driver.network_status(self._prefix)
-        findings = [*self._lease_findings(),
-                    *self._network_findings(allocs, present),
-                    *self._device_findings(allocs),
-                    *self._free_vf_findings(present),
-                    *self._journal_findings(),
-                    *self._pf_findings(),
-                    ]
-        return findings
+        allocs = self._tracker.allocations()
+        return doctor_checks.examine(doctor_checks.HostState(
+            prefix=self._prefix, sysfs_root=self._sysfs_root,
+            allocations=tuple(allocs),
+            expired_incoming=tuple(self._expired(PortState.INCOMING)),
+            expired_outgoing=tuple(self._expired(PortState.OUTGOING)),
+            lease_timeout=self._lease_timeout,
+            networks=self._driver.network_status(self._prefix),
+            forward_mode=self._driver.forward_mode(),
+            recorded_netdevs={r.address: r.netdev
+                              for r in self._ledger.records()},
+            devices=self._tracker.devices(),
+            scanned=tuple(self._tracker.scanned_devices()),
+            journals=self._tracker.journals(),
+            unhealthy_pfs=self._tracker.unhealthy_pfs()),
+            self._spec, self._netdevs)
 
     def _placement_findings(self, client: "PlacementClient"
                             ) -> list[Finding]:
@@ -1020,194 +1021,6 @@ class HostAgent:
         if done.provider_uuids is not None:
             self._placement.uuids = (nodename, done.provider_uuids)
         return local + list(done.findings)
-
-    def _lease_findings(self) -> list[Finding]:
-        found = []
-        limit = f"{self._lease_timeout} s (option incoming_migration_" \
-            f"timeout)"
-        for inst in self._expired(PortState.INCOMING):
-            found.append(Finding(
-                FindingKind.LEASE_EXPIRED, f"instance {inst}",
-                f"its incoming migration was not confirmed within "
-                f"{limit}", "release it here: delete its networks, "
-                "restore its VFs, free its claims", fixable=True))
-        for inst in self._expired(PortState.OUTGOING):
-            found.append(Finding(
-                FindingKind.STALE_OUTGOING, f"instance {inst}",
-                f"its outgoing migration neither completed nor aborted "
-                f"within {limit}",
-                "find where the guest runs: call "
-                "complete_outgoing_migration if on the destination, "
-                "abort_outgoing_migration if here", fixable=False))
-        return found
-
-    def _network_findings(self, allocs: list[Allocation],
-                          present: dict[str, NetworkStatus]
-                          ) -> list[Finding]:
-        found = []
-        held = {(a.instance_uuid, a.port_index)
-                for a in self._tracker.allocations()}
-        for name in sorted(present):
-            parsed = parse_network_name(self._prefix, name)
-            if parsed is None or parsed in held:
-                continue
-            found.append(Finding(
-                FindingKind.ORPHAN_NETWORK, f"network {name}",
-                f"instance {parsed[0]} port {parsed[1]} holds no claim "
-                f"here", "delete the network", fixable=True))
-        mode = self._driver.forward_mode()
-        for alloc in allocs:
-            if alloc.state not in NETWORKED or not alloc.netdev:
-                continue
-            spec = self._spec(alloc)
-            subject = f"network {spec.name}"
-            status = present.get(spec.name)
-            repair = f"define and start it holding {spec.netdev}"
-            if status is None:
-                found.append(Finding(
-                    FindingKind.MISSING_NETWORK, subject,
-                    f"instance {alloc.instance_uuid} port "
-                    f"{alloc.port_index} is {alloc.state} but its network "
-                    f"is missing", repair, fixable=True))
-                continue
-            problems = status.problems(spec, mode)
-            if problems:
-                found.append(Finding(
-                    FindingKind.DRIFTED_NETWORK, subject,
-                    "; ".join(problems) + " (the ledger's claim of "
-                    f"{alloc.address})", f"rewrite it: {repair}",
-                    fixable=True))
-            elif status.inactive():
-                found.append(Finding(
-                    FindingKind.INACTIVE_NETWORK, subject,
-                    ", ".join(status.inactive()),
-                    "start it, define it persistently and autostart it",
-                    fixable=True))
-        return found
-
-    def _device_findings(self, allocs: list[Allocation]) -> list[Finding]:
-        found = []
-        recorded = {r.address: r.netdev for r in self._ledger.records()}
-        for alloc in allocs:
-            subject = f"device {alloc.address}"
-            if alloc.vanished:
-                found.append(Finding(
-                    FindingKind.DEVICE_GONE, subject,
-                    f"held by instance {alloc.instance_uuid} port "
-                    f"{alloc.port_index} but gone from sysfs",
-                    "bring the device back (PF driver, numvfs) or "
-                    "release the instance", fixable=False))
-                continue
-            old = recorded.get(alloc.address)
-            if alloc.netdev and old and old != alloc.netdev:
-                found.append(Finding(
-                    FindingKind.NETDEV_CHANGED, subject,
-                    f"its netdev is {alloc.netdev}, the ledger says {old}",
-                    f"record {alloc.netdev} (its network follows)",
-                    fixable=True))
-        return found
-
-    def _free_vf_findings(self,
-                          present: dict[str, NetworkStatus]
-                          ) -> list[Finding]:
-        found = []
-        held = {a.address for a in self._tracker.allocations()}
-        # A netdev a network of ours holds explains its macvtap: the
-        # network has a finding of its own when it should not be there.
-        ours = {dev for name, status in present.items()
-                if parse_network_name(self._prefix, name)
-                for dev in status.netdevs}
-        devices = self._tracker.devices()
-        for address in sorted(devices):
-            dev = devices[address]
-            if address in held or not dev.netdev or dev.netdev in ours:
-                continue
-            uppers = _upper_devices(self._sysfs_root, dev.netdev)
-            if uppers:
-                found.append(Finding(
-                    FindingKind.UPPER_DEVICE, f"device {address}",
-                    f"free, but its netdev {dev.netdev} has upper "
-                    f"device(s) {', '.join(uppers)} that no network of "
-                    f"ours explains",
-                    "not ours to remove: check who made it (ip -d link "
-                    "show) and remove it by hand", fixable=False))
-        return found
-
-    def _journal_findings(self) -> list[Finding]:
-        found = []
-        held = {a.address for a in self._tracker.allocations()}
-        for address, journal in sorted(self._tracker.journals().items()):
-            if address in held:
-                continue  # in use: restored when released
-            subject = f"device {address}"
-            try:
-                current = self._netdevs.read(
-                    journal.netdev,
-                    None if journal.vf is None else journal.vf.key)
-            except exception.PciPassthroughError as exc:
-                current, problem = None, f"cannot be read ({exc})"
-            else:
-                problem = "does not exist"
-            if current is None:
-                found.append(Finding(
-                    FindingKind.VF_NOT_RESTORED, subject,
-                    f"free, its state journalled before its last plug is "
-                    f"not restored, and netdev {journal.netdev} {problem}",
-                    f"restore {journal.netdev} once it is back", True))
-                continue
-            try:
-                differences = diff(journal, current)
-            except exception.PciPassthroughError:
-                differences = ()
-            what = ("; ".join(map(str, differences)) if differences
-                    else "no difference left, only the journal")
-            found.append(Finding(
-                FindingKind.VF_NOT_RESTORED, subject,
-                f"free, its netdev {journal.netdev} is not restored to "
-                f"its state before its last plug ({what}); it is not "
-                f"handed out until it is",
-                "restore the journalled state, then forget the journal",
-                fixable=True))
-        return found
-
-    def _pf_findings(self) -> list[Finding]:
-        found = []
-        devices = self._tracker.devices()
-        scanned = {d.address: d for d in self._tracker.scanned_devices()}
-        allocs = self._tracker.allocations()
-        held = {a.address for a in allocs}
-        holders: dict[str, set[str]] = {}
-        for alloc in allocs:
-            pf = alloc.parent_addr or alloc.address
-            holders.setdefault(pf, set()).add(alloc.instance_uuid)
-        for pf, why in sorted(self._tracker.unhealthy_pfs().items()):
-            free = [a for a, d in devices.items()
-                    if d.parent_addr == pf and a not in held]
-            problem = f"{why}: {len(free)} free VF(s) of it cannot be " \
-                "claimed"
-            if pf in devices and pf not in held:
-                problem += ", nor the PF itself"
-            # A VF gone with its PF's driver has no parent left here:
-            # its claim is a device-gone finding of its own.
-            insts = sorted(holders.get(pf, ()))
-            problem += (f"; instance(s) {', '.join(insts)} hold claims "
-                        f"on it (kept, carrying no traffic)" if insts
-                        else "; no claim is held on it")
-            dev = scanned.get(pf)
-            if dev is None or dev.driver is None:
-                repair = (f"bind the PF to its network driver again (echo "
-                          f"{pf} > /sys/bus/pci/drivers/<driver>/bind), "
-                          f"then enable its VFs (sriov_numvfs) if they "
-                          f"are gone")
-            else:
-                repair = (f"check the cable, transceiver and switch port "
-                          f"of netdev {dev.netdev} (ip link show "
-                          f"{dev.netdev}) and that it is set up")
-            found.append(Finding(
-                FindingKind.PF_UNHEALTHY, f"device {pf}", problem,
-                repair + "; its VFs are claimable again at the next "
-                "refresh once it is healthy", fixable=False))
-        return found
 
     def _repair(self, finding: Finding) -> Finding:
         if not finding.fixable:
@@ -1300,14 +1113,3 @@ def _check_request(ports: object, numa_cells: object) -> None:
 def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
-
-def _upper_devices(sysfs_root: str, netdev: str) -> list[str]:
-    """The upper devices (a macvtap, a bond, a bridge port's master)
-    sysfs links from the netdev: ``class/net/<netdev>/upper_<name>``."""
-    folder = os.path.join(sysfs_root, "class", "net", netdev)
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    return sorted(n[len("upper_"):] for n in names
-                  if n.startswith("upper_"))
