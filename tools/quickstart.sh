@@ -48,7 +48,7 @@ python3 -m venv .venv
 if [ "$what" = demo ]; then
   exec .venv/bin/tox -q -e demo
 fi
-.venv/bin/tox -e pep8,py3
+.venv/bin/tox -e pep8,py3,nova-compat
 if [ "$(id -u)" = 0 ]; then
   .venv/bin/tox -e functional
 else

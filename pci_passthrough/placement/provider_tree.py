@@ -19,6 +19,7 @@ from typing import Any
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.placement import names
 from pci_passthrough.placement.tree import ProviderTree, consumer_units
+from pci_passthrough.states import PortState
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,24 +78,31 @@ def update_provider_tree(provider_tree: Any, nodename: str,
             removed.append(name)
     healed = []
     if allocations is not None:
-        healed = _heal(provider_tree, tree, records, allocations)
+        retired = {mine[name].uuid for name in kept}
+        healed = _heal(provider_tree, tree, records, allocations, retired)
     return TreeUpdate(tuple(created), tuple(removed), tuple(kept),
                       tuple(healed))
 
 
 def _heal(provider_tree: Any, tree: ProviderTree,
           records: Sequence[LedgerRecord],
-          allocations: dict[str, Any]) -> list[str]:
+          allocations: dict[str, Any], retired: set[str]) -> list[str]:
+    """As placement sync heals: each instance's units on this host's
+    providers (the tree's and the retired ones still there) made the
+    ledger's, its other allocations kept; an instance migrating away is
+    left alone (its units here are the migration consumer's)."""
     units, unmapped = consumer_units(tree, records)
     partial = {r.instance_uuid for r in unmapped}
+    leaving = {r.instance_uuid for r in records
+               if r.state == PortState.OUTGOING}
     uuids = {p.name: provider_tree.data(p.name).uuid
              for p in tree.providers}
     classes = {p.name: p.resource_class for p in tree.providers}
-    ours = set(uuids.values())
+    ours = set(uuids.values()) | retired
     healed = []
     # As nova: only consumers Placement already has.
     for consumer, held in sorted(units.items()):
-        if consumer not in allocations or consumer in partial:
+        if consumer not in allocations or consumer in partial | leaving:
             continue
         current = allocations[consumer].setdefault("allocations", {})
         want = {uuids[name]: {classes[name]: n}

@@ -100,6 +100,29 @@ def test_allocations_healed_from_the_ledger(tmp_path) -> None:
     assert names.OWNER_TRAIT in pt.data(x710).traits
 
 
+def test_an_instance_migrating_away_is_not_healed_here(tmp_path) -> None:
+    """Nova moved the source's units to the migration's consumer and the
+    instance's to the destination: the source heals neither."""
+    pt, _ = nova_tree()
+    tree = host_tree(tmp_path)
+    update_provider_tree(pt, ROOT, tree)
+    x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+    instance, migration, dest = (str(uuid.uuid4()) for _ in range(3))
+    records = [LedgerRecord(instance, 0, "0000:3b:02.0", "outgoing",
+                            "net1", "{}", None)]
+    allocations = {
+        instance: {"allocations": {
+            dest: {"resources": {"CUSTOM_PCI_8086_154C": 1}}},
+            "consumer_generation": 2},
+        migration: {"allocations": {
+            x710: {"resources": {"CUSTOM_PCI_8086_154C": 1}}},
+            "consumer_generation": 1}}
+    before = {c: dict(a["allocations"]) for c, a in allocations.items()}
+    update = update_provider_tree(pt, ROOT, tree, records, allocations)
+    assert update.healed == ()
+    assert {c: a["allocations"] for c, a in allocations.items()} == before
+
+
 def test_host_agent_drives_novas_tree_and_claims_what_it_allocates(
         tmp_path) -> None:
     """HostAgent.update_provider_tree as the virt driver calls it: the
