@@ -455,6 +455,9 @@ class HostAgent:
                 findings += self._placement_findings(placement)
             if fix:
                 findings = self._repair_all(findings, placement)
+            self.metrics.doctor_ran(
+                f.kind.value.replace("-", "_") for f in findings
+                if not f.fixed)
             for finding in findings:
                 if finding.fixed:
                     self.metrics.doctor_repair(

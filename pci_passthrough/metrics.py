@@ -32,6 +32,12 @@ Families (Prometheus naming: ``_total`` counters, seconds):
 ``pci_passthrough_reconcile_actions_total{action}``,
 ``pci_passthrough_doctor_repairs_total{kind}``
     What reconcile and ``doctor --fix`` changed.
+``pci_passthrough_doctor_findings{kind}``,
+``pci_passthrough_doctor_last_run_timestamp_seconds``
+    The findings the last ``doctor`` left (found and not repaired), by
+    kind, each kind seen once staying at 0 after; and when it ran (Unix
+    time), absent before the first run: alert on findings, and on a
+    doctor that stopped running.
 ``pci_passthrough_claim_duration_seconds``,
 ``pci_passthrough_plug_duration_seconds``,
 ``pci_passthrough_incoming_migration_prepare_duration_seconds``
@@ -219,10 +225,14 @@ class Metrics(Collector):
 
     def __init__(self, pools: PoolSource | None = None,
                  tag_labels: Sequence[str] = DEFAULT_TAG_LABELS,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._pools = pools
         self._tag_labels = _check_tag_labels(tag_labels)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._findings: dict[str, int] = {}
+        self._doctor_ran: float | None = None
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._reconcile: dict[str, int] = {}
@@ -277,6 +287,28 @@ class Metrics(Collector):
     def doctor_repair(self, kind: str) -> None:
         """Count one repair of ``doctor --fix`` (a finding kind)."""
         self._add_kind(self._repairs, "doctor repair kind", kind)
+
+    def doctor_ran(self, left: Iterable[str]) -> None:
+        """Record a doctor run and the kinds of the findings it left
+        (one entry per finding); every kind seen before and absent now
+        reads 0."""
+        counts: dict[str, int] = {}
+        for kind in left:
+            if not isinstance(kind, str) or not _KIND.match(kind):
+                raise InvalidMetricsInput(
+                    what=f"doctor finding kind {kind!r}",
+                    reason="not a kind name",
+                    expected="lower-case letters, digits and _, 1 to 64")
+            counts[str(kind)] = counts.get(str(kind), 0) + 1
+        with self._lock:
+            known = set(self._findings) | set(counts)
+            if len(known) > MAX_LABEL_VALUES:
+                raise InvalidMetricsInput(
+                    what="doctor finding kinds",
+                    reason=f"more than {MAX_LABEL_VALUES} kinds",
+                    expected="the library's own kinds")
+            self._findings = {k: counts.get(k, 0) for k in known}
+            self._doctor_ran = self._wall_clock()
 
     @contextmanager
     def time_claim(self) -> Iterator[None]:
@@ -354,6 +386,8 @@ class Metrics(Collector):
             reconcile = dict(self._reconcile)
             repairs = dict(self._repairs)
             ends = dict(self._incoming_ends)
+            findings = dict(self._findings)
+            doctor_ran = self._doctor_ran
             claim_hist = (self._claim_seconds.buckets(),
                           self._claim_seconds.total)
             plug_hist = (self._plug_seconds.buckets(),
@@ -377,6 +411,18 @@ class Metrics(Collector):
                 for value, count in sorted(table.items()):
                     family.add_metric([value], count)
             families.append(family)
+        left = GaugeMetricFamily(
+            PREFIX + "doctor_findings", "Findings the last doctor run "
+            "left, by kind.", labels=["kind"])
+        ran = GaugeMetricFamily(
+            PREFIX + "doctor_last_run_timestamp_seconds",
+            "When doctor last ran (Unix time).")
+        if with_samples:
+            for kind, count in sorted(findings.items()):
+                left.add_metric([kind], count)
+            if doctor_ran is not None:
+                ran.add_metric([], doctor_ran)
+        families += [left, ran]
         for name, doc, (buckets, total) in (
                 ("claim_duration_seconds", "Time a claim took.",
                  claim_hist),

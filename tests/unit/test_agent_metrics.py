@@ -260,6 +260,34 @@ def test_the_first_agent_counted_its_doctor_repair(tmp_path):
         h.close()
 
 
+def test_doctor_findings_left_and_its_last_run_are_gauges(tmp_path):
+    h = Host(tmp_path / "h")
+    try:
+        _, samples = h.scrape()
+        assert not [k for k in samples if k[0].startswith(
+            "pci_passthrough_doctor_last_run")]
+        inst = new_uuid()
+        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
+        h.agent.plug(inst)
+        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
+        net.destroy()
+        net.undefine()
+        missing = ("pci_passthrough_doctor_findings",
+                   frozenset({("kind", "missing_network")}))
+        h.agent.doctor()
+        _, samples = h.scrape()
+        assert samples[missing] == 1
+        ran = samples[("pci_passthrough_doctor_last_run_timestamp_seconds",
+                       frozenset())]
+        assert ran > 1_600_000_000
+        # Repaired: the kind stays, at 0.
+        h.agent.doctor(fix=True)
+        _, samples = h.scrape()
+        assert samples[missing] == 0
+    finally:
+        h.close()
+
+
 # -- the command ---------------------------------------------------------
 
 

@@ -259,6 +259,37 @@ def test_kinds_are_bounded() -> None:
         metrics.reconcile_action("one_more")
 
 
+def test_doctor_findings_by_kind_and_when_it_ran() -> None:
+    metrics = Metrics(wall_clock=lambda: 1_700_000_000.5)
+    types, samples = _parse(exposition(metrics))
+    assert types["pci_passthrough_doctor_findings"] == "gauge"
+    assert not any(name.startswith("pci_passthrough_doctor_last_run")
+                   for name, _ in samples)
+    metrics.doctor_ran(["orphan_network", "orphan_network", "pf_unhealthy"])
+    _, samples = _parse(exposition(metrics))
+    assert samples[("pci_passthrough_doctor_findings",
+                    (("kind", "orphan_network"),))] == 2
+    assert samples[("pci_passthrough_doctor_last_run_timestamp_seconds",
+                    ())] == 1_700_000_000.5
+    metrics.doctor_ran([])
+    _, samples = _parse(exposition(metrics))
+    assert samples[("pci_passthrough_doctor_findings",
+                    (("kind", "orphan_network"),))] == 0
+    assert samples[("pci_passthrough_doctor_findings",
+                    (("kind", "pf_unhealthy"),))] == 0
+
+
+def test_doctor_finding_kinds_are_checked_and_bounded() -> None:
+    metrics = Metrics()
+    for kind in ("", "Orphan", "a b", 7):
+        with pytest.raises(InvalidMetricsInput, match="doctor finding"):
+            metrics.doctor_ran([kind])  # type: ignore[list-item]
+    with pytest.raises(InvalidMetricsInput, match="more than 64 kinds"):
+        metrics.doctor_ran([f"k{i}" for i in range(MAX_LABEL_VALUES + 1)])
+    # Nothing of a refused run is kept.
+    assert "pci_passthrough_doctor_findings{" not in exposition(metrics)
+
+
 def test_incoming_migration_ends_by_outcome_start_at_zero() -> None:
     metrics = Metrics()
     types, samples = _parse(exposition(metrics))
