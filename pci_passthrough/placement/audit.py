@@ -162,7 +162,8 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
             "none of this host's VFs are offered",
             "start nova-compute, which creates it with the compute "
             "node's UUID (on a host without nova-compute: "
-            "pci-passthrough placement sync)", fixable=False))
+            "pci-passthrough placement sync --create-root)",
+            fixable=False))
         return findings + [Finding(
             FindingKind.PLACEMENT_PROVIDER, f"provider {p.name}",
             f"not in Placement: PF {p.pf_address}'s {p.total} VF(s) are "

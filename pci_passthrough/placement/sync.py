@@ -30,6 +30,9 @@ from pci_passthrough.states import PortState
 LOG = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
+#: Consumers healed per POST /allocations: one request instead of one
+#: per consumer, small enough that a conflict re-reads little.
+HEAL_BATCH = 50
 #: Placement's own default for consumers whose project and user it does
 #: not know ([placement] incomplete_consumer_project_id): a consumer
 #: healed from the ledger alone gets these until Nova writes its own.
@@ -220,7 +223,7 @@ class Reporter:
 
     def _retry(self, what: str, path: str,
                attempt_fn: Callable[[], Response | None],
-               report: SyncReport) -> bool:
+               report: SyncReport, method: str = "PUT") -> bool:
         """Run ``attempt_fn`` (read, compare, maybe write) until it does
         not meet a 409; True when it wrote."""
         last = ""
@@ -235,10 +238,10 @@ class Reporter:
             if resp.code not in (None, "placement.concurrent_update") and \
                     "generation" not in last:
                 raise exception.PlacementRequestFailed(
-                    method="PUT", path=path, status=409, detail=last)
+                    method=method, path=path, status=409, detail=last)
             report.conflicts_retried += 1
             LOG.debug("Conflict on %s %s, retrying: %s", what, path, last)
-        raise exception.PlacementConflict(method="PUT", path=path,
+        raise exception.PlacementConflict(method=method, path=path,
                                           attempts=self.max_attempts,
                                           detail=last)
 
@@ -329,37 +332,53 @@ class Reporter:
         # An instance whose device vanished still holds it: its units
         # are not lowered to what the tree can still see.
         partial = {r.instance_uuid for r in unmapped}
+        stale = {}
         for consumer in sorted(set(units) - partial - leaving):
             wanted = {uuids[name]: {classes[name]: n}
                       for name, n in units[consumer].items()}
-            if have.get(consumer, {}) == wanted:
-                continue
-            if self._heal_consumer(consumer, wanted, ours, report):
-                report.healed_consumers.append(consumer)
+            if have.get(consumer, {}) != wanted:
+                stale[consumer] = wanted
+        names = sorted(stale)
+        for start in range(0, len(names), HEAL_BATCH):
+            report.healed_consumers += self._heal_batch(
+                {c: stale[c] for c in names[start:start + HEAL_BATCH]},
+                ours, report)
 
-    def _heal_consumer(self, consumer: str,
-                       wanted: dict[str, dict[str, int]],
-                       ours: set[str], report: SyncReport) -> bool:
-        path = f"/allocations/{consumer}"
+    def _heal_batch(self, wanted: dict[str, dict[str, dict[str, int]]],
+                    ours: set[str], report: SyncReport) -> list[str]:
+        """Rewrite several consumers' units in one POST /allocations (all
+        or nothing: a generation conflict re-reads them all); the
+        consumers written."""
+        written: list[str] = []
 
         def attempt() -> Response | None:
-            body = self.client.get(path).body
-            current = {rp: dict(a["resources"])
-                       for rp, a in body["allocations"].items()}
-            merged = {rp: res for rp, res in current.items()
-                      if rp not in ours}
-            merged.update(wanted)
-            if merged == current:
+            bodies = {}
+            for consumer, units in wanted.items():
+                body = self.client.get(f"/allocations/{_q(consumer)}").body
+                current = {rp: dict(a["resources"])
+                           for rp, a in body["allocations"].items()}
+                merged = {rp: res for rp, res in current.items()
+                          if rp not in ours}
+                merged.update(units)
+                if merged == current:
+                    continue
+                bodies[consumer] = {
+                    "allocations": {rp: {"resources": res}
+                                    for rp, res in merged.items()},
+                    "project_id": body.get("project_id",
+                                           INCOMPLETE_CONSUMER_ID),
+                    "user_id": body.get("user_id", INCOMPLETE_CONSUMER_ID),
+                    "consumer_generation": body.get("consumer_generation"),
+                    "consumer_type": body.get("consumer_type")
+                    or CONSUMER_TYPE}
+            written[:] = sorted(bodies)
+            if not bodies:
                 return None
-            return self.client.put(path, {
-                "allocations": {rp: {"resources": res}
-                                for rp, res in merged.items()},
-                "project_id": body.get("project_id",
-                                       INCOMPLETE_CONSUMER_ID),
-                "user_id": body.get("user_id", INCOMPLETE_CONSUMER_ID),
-                "consumer_generation": body.get("consumer_generation"),
-                "consumer_type": body.get("consumer_type")
-                or CONSUMER_TYPE}, expect=(204, 409))
+            return self.client.post("/allocations", bodies,
+                                    expect=(204, 409))
 
-        return self._retry("allocations", path, attempt, report)
+        if not self._retry("allocations", "/allocations", attempt, report,
+                           method="POST"):
+            return []
+        return written
 

@@ -111,8 +111,12 @@ def bench_placement(agent: HostAgent, workdir: pathlib.Path,
             workdir / "placement.conf"))], default_config_files=[],
             default_config_dirs=[])
         client = PlacementClient.from_conf(conf)
-        providers = len(agent.provider_tree().providers)
-        # The host is new to Placement: doctor --fix reports it whole.
+        tree = agent.provider_tree()
+        providers = len(tree.providers)
+        # nova-compute makes the root provider.
+        client.post("/resource_providers", {"name": tree.nodename})
+        # The host's PFs are new to Placement: doctor --fix reports them
+        # and its instances' units.
         report, took = timed(lambda: agent.doctor(fix=True,
                                                   placement=client))
         assert not report.left, report.left[:3]

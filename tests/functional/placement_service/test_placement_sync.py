@@ -430,3 +430,56 @@ def test_cli_sync_on_a_failing_placement_is_one_line(
     assert "HTTP 500" in result.stderr and "unavailable" in result.stderr, \
         result.stderr
     assert ledger.read_bytes() == before
+
+
+class _ConsumerWriter(PlacementClient):
+    """Nova writes one of the consumers between the heal's read and its
+    POST /allocations, ``times`` times: a real consumer generation
+    conflict on the real server."""
+
+    def __init__(self, inner: PlacementClient, consumer: str,
+                 times: int) -> None:
+        super().__init__(inner._adapter)
+        self.consumer, self.times = consumer, times
+
+    def call(self, method, path, body=None, expect=(200,)):
+        if method == "POST" and path == "/allocations" and self.times > 0:
+            self.times -= 1
+            now = super().call("GET", f"/allocations/{self.consumer}").body
+            super().call("PUT", f"/allocations/{self.consumer}", {
+                "allocations": {rp: {"resources": a["resources"]}
+                                for rp, a in now["allocations"].items()},
+                "project_id": PROJECT, "user_id": USER,
+                "consumer_generation": now["consumer_generation"],
+                "consumer_type": "INSTANCE"}, expect=(204,))
+        return super().call(method, path, body, expect)
+
+
+def test_consumers_are_healed_in_one_write_and_conflicts_retried(
+        tmp_path, client, nodename) -> None:
+    host = Host(tmp_path, nodename())
+    root = host.sync(Reporter(client)).root_uuid
+    instances = [str(uuid.uuid4()) for _ in range(3)]
+    for inst in instances:
+        host.claim(inst, ["net1"])
+    # Nova already wrote the first one (VCPU on the root).
+    gen = client.get(f"/resource_providers/{root}").body["generation"]
+    client.put(f"/resource_providers/{root}/inventories", {
+        "resource_provider_generation": gen,
+        "inventories": {"VCPU": {"total": 8}}})
+    client.put(f"/allocations/{instances[0]}", {
+        "allocations": {root: {"resources": {"VCPU": 1}}},
+        "project_id": PROJECT, "user_id": USER,
+        "consumer_generation": None, "consumer_type": "INSTANCE"},
+        expect=(204,))
+    report = host.sync(Reporter(_ConsumerWriter(client, instances[0], 2)))
+    assert sorted(report.healed_consumers) == sorted(instances)
+    assert report.conflicts_retried == 2
+    x710 = providers(client, root)[f"{host.nodename}_0000:3B:00.0"]["uuid"]
+    for inst in instances:
+        units = {rp: a["resources"] for rp, a in client.get(
+            f"/allocations/{inst}").body["allocations"].items()}
+        assert units[x710] == {"CUSTOM_PCI_8086_154C": 1}
+    assert client.get(f"/allocations/{instances[0]}").body[
+        "allocations"][root]["resources"] == {"VCPU": 1}
+    assert host.sync(Reporter(client)).writes == 0
