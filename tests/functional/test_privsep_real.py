@@ -1,10 +1,10 @@
 """VF hygiene in a process without CAP_NET_ADMIN, as nova-compute runs:
 a direct restore is refused by the kernel, the restore through the
 library's oslo.privsep daemon succeeds, and a HostAgent whose release
-could not restore a VF gets it back into service through privsep.  Real veth netdevs in a private
-network namespace, a real privsep daemon (started by fork before the
-process drops its capabilities, or exec'd through privsep-helper after,
-as sudo would run it).
+could not restore a VF gets it back into service through privsep.
+Real veth netdevs in a private network namespace, a real privsep daemon
+(started by fork before the process drops its capabilities, or exec'd
+through privsep-helper after, as sudo would run it).
 
 Needs root; skips with the reason otherwise, fails instead with
 PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1 (CI sets it).  The unprivileged
