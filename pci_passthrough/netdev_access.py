@@ -142,7 +142,9 @@ def has_cap_net_admin(status_path: str = PROC_STATUS) -> bool:
     False when ``status_path`` cannot tell (a restore through privsep
     works either way)."""
     try:
-        with open(status_path, encoding="ascii") as status:
+        # The Name line holds the process's name, any bytes.
+        with open(status_path, encoding="ascii",
+                  errors="replace") as status:
             caps = effective_capabilities(status.read(65536))
     except (OSError, ValueError) as exc:
         LOG.warning("Cannot read the capabilities of this process from "

@@ -124,11 +124,12 @@ def test_privileged_opts_are_oslo_privsep_s_own() -> None:
 
 def status(tmp_path, cap_eff: str | None) -> str:
     path = tmp_path / "status"
-    lines = ["Name:\tnova-compute", "CapInh:\t0000000000000000",
-             "CapPrm:\t000001ffffffffff"]
+    # A process names itself with any bytes.
+    lines = [b"Name:\tnova-\xff\xc3\x28", b"CapInh:\t0000000000000000",
+             b"CapPrm:\t000001ffffffffff"]
     if cap_eff is not None:
-        lines.append(f"CapEff:\t{cap_eff}")
-    path.write_text("\n".join(lines) + "\n")
+        lines.append(f"CapEff:\t{cap_eff}".encode())
+    path.write_bytes(b"\n".join(lines) + b"\n")
     return str(path)
 
 
