@@ -41,8 +41,8 @@ from pci_passthrough.instance_id import canonical_uuid
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.netdev_access import (
     NetdevAccess,
-    NetlinkAccess,
     NoNetdevAccess,
+    netlink_access,
 )
 from pci_passthrough.netdev_state import journal as netdev_journal
 from pci_passthrough.netdev_state.record import NetdevState
@@ -116,9 +116,10 @@ class HostAgent:
         option ``network_driver`` names (tests and embedding services).
     :param netdev_access: how VF netdev states are read and restored
         (VF hygiene).  Default: netlink when ``sysfs_root`` is the
-        host's own /sys; nothing at all (NoNetdevAccess) when it points
-        elsewhere, since a relocated sysfs tree (tests, demos) names
-        netdevs that are not this host's.
+        host's own /sys, writing as the option ``netdev_writes`` says
+        (directly or through privsep); nothing at all (NoNetdevAccess)
+        when it points elsewhere, since a relocated sysfs tree (tests,
+        demos) names netdevs that are not this host's.
     :param clock: seconds since the epoch (time.time); tests pass a
         clock they control, for migration leases.
     :param readonly: open the ledger read-only (see Ledger): for
@@ -149,7 +150,8 @@ class HostAgent:
         self._clock = clock
         if netdev_access is None:
             real = os.path.realpath(self._sysfs_root) == "/sys"
-            netdev_access = NetlinkAccess() if real else NoNetdevAccess()
+            netdev_access = (netlink_access(settings.netdev_writes)
+                             if real else NoNetdevAccess())
         self._netdevs = netdev_access
         self._driver = network_driver or load_network_driver(conf)
         self._ledger = Ledger(settings.state_path, readonly=readonly)

@@ -4,6 +4,13 @@ Options are declared once, here; library code receives a ConfigOpts on
 which register_opts() has been called and never reads the global cfg.CONF.
 list_opts() is the oslo.config.opts entry point that oslo-config-generator
 uses to write etc/pci_passthrough.conf.sample.
+
+The privsep daemon that restores VF netdevs for an unprivileged service
+has its own group, [pci_passthrough_privileged]: oslo.privsep's options,
+registered by :func:`register_privileged_opts` (or by oslo.privsep on
+the global cfg.CONF when pci_passthrough.privsep is imported), never by
+:func:`register_opts`, so that the command line does not import
+oslo.privsep at start-up.
 """
 
 from collections.abc import Sequence
@@ -11,6 +18,10 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 GROUP = "pci_passthrough"
+#: The privsep context's group (see pci_passthrough.privsep).
+PRIVILEGED_GROUP = "pci_passthrough_privileged"
+#: How netdev writes are made: the values of ``netdev_writes``.
+NETDEV_WRITES = ("auto", "direct", "privsep")
 
 #: libvirt keeps a network in ``<name>.xml`` files: NAME_MAX (255) leaves
 #: 251 characters for the name.
@@ -128,6 +139,27 @@ network_opts = [
              "deleted. An outgoing migration older than this is "
              "reported by doctor.",
     ),
+    cfg.StrOpt(
+        "netdev_writes",
+        default="auto",
+        choices=[
+            ("auto", "Directly when this process has CAP_NET_ADMIN in "
+                     "its effective capability set, else through "
+                     "privsep."),
+            ("direct", "Netlink from this process, which needs "
+                       "CAP_NET_ADMIN."),
+            ("privsep", "Through the oslo.privsep daemon of the context "
+                        "pci_passthrough.privsep.context (options in "
+                        "[pci_passthrough_privileged]), which keeps "
+                        "CAP_NET_ADMIN only."),
+        ],
+        help="How the state of a VF netdev, journalled before a port is "
+             "plugged, is written back after its release (VF hygiene). "
+             "Reading needs no privilege, writing needs CAP_NET_ADMIN: "
+             "an unprivileged nova-compute restores through privsep. A "
+             "VF whose state cannot be restored is not handed out "
+             "again until doctor --fix restores it.",
+    ),
 ]
 
 
@@ -141,6 +173,39 @@ def _all_opts() -> list[cfg.Opt]:
             *driver_config_opts(), *nodename_opts]
 
 
+def _privileged_group() -> cfg.OptGroup:
+    return cfg.OptGroup(
+        PRIVILEGED_GROUP,
+        title="SR-IOV network passthrough: privileged netdev writes",
+        help="The oslo.privsep daemon that restores VF netdevs when "
+             "[pci_passthrough] netdev_writes is privsep, or auto in a "
+             "process without CAP_NET_ADMIN. It keeps CAP_NET_ADMIN "
+             "only: capabilities defaults to CAP_NET_ADMIN here. These "
+             "options are read from the service's global configuration, "
+             "as oslo.privsep reads every context's.",
+    )
+
+
+def privileged_opts() -> list[cfg.Opt]:
+    """oslo.privsep's options, the objects its contexts register."""
+    # Imported here: oslo.privsep costs about 50 ms, which only a
+    # privileged write needs.
+    from oslo_privsep import priv_context
+
+    return list(priv_context.OPTS)
+
+
+def register_privileged_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the [pci_passthrough_privileged] options on ``conf``.
+
+    oslo.privsep registers them on the global cfg.CONF itself when
+    pci_passthrough.privsep is imported; a service calls this to know
+    the group earlier (to set defaults or validate its files).
+    """
+    conf.register_group(_privileged_group())
+    conf.register_opts(privileged_opts(), group=PRIVILEGED_GROUP)
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the [pci_passthrough] options on ``conf``."""
     group = _group()
@@ -150,7 +215,8 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator."""
-    return [(_group(), _all_opts())]
+    return [(_group(), _all_opts()),
+            (_privileged_group(), privileged_opts())]
 
 
 def set_defaults(
@@ -161,6 +227,7 @@ def set_defaults(
     special_attributes: Sequence[str] | None = None,
     network_driver: str | None = None,
     network_name_prefix: str | None = None,
+    netdev_writes: str | None = None,
 ) -> None:
     """Change option defaults for a consuming service.
 
@@ -172,6 +239,7 @@ def set_defaults(
         ("special_attributes", special_attributes),
         ("network_driver", network_driver),
         ("network_name_prefix", network_name_prefix),
+        ("netdev_writes", netdev_writes),
     ):
         if value is not None:
             conf.set_default(name, value, group=GROUP)

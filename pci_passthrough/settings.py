@@ -44,7 +44,7 @@ _MAX_URI_CHARS = 1024
 _KNOWN = frozenset({
     "sysfs_root", "device_spec", "flavor", "special_attributes",
     "state_path", "network_driver", "network_name_prefix", "libvirt_uri",
-    "macvtap_mode", "incoming_migration_timeout",
+    "macvtap_mode", "incoming_migration_timeout", "netdev_writes",
     # Read by the Placement reporter (pci_passthrough.placement.conf).
     "nodename"})
 
@@ -67,6 +67,8 @@ class HostSettings:
     #: Seconds an incoming migration's lease lasts (oslo.config checked
     #: it is at least 1).
     incoming_migration_timeout: int
+    #: How VF netdev states are written back: auto, direct or privsep.
+    netdev_writes: str
     #: Options of other installed network drivers, by name, as
     #: oslo.config typed them.
     driver_options: Mapping[str, Any] = dataclasses.field(
@@ -102,6 +104,7 @@ def load_settings(conf: cfg.ConfigOpts) -> HostSettings:
         libvirt_uri=_libvirt_uri(values.get("libvirt_uri")),
         macvtap_mode=_macvtap_mode(values.get("macvtap_mode")),
         incoming_migration_timeout=values["incoming_migration_timeout"],
+        netdev_writes=check_netdev_writes(values["netdev_writes"]),
         driver_options=types.MappingProxyType(
             {k: v for k, v in values.items() if k not in _KNOWN}),
     )
@@ -135,6 +138,19 @@ def check_macvtap_mode(value: object) -> str:
     if not isinstance(value, str) or value not in MACVTAP_MODES:
         raise _invalid("macvtap_mode", value,
                        f"one of {', '.join(MACVTAP_MODES)}")
+    return value
+
+
+def check_netdev_writes(value: object) -> str:
+    """``value`` when it says how netdev writes are made.
+
+    :raises InvalidOption: naming the option and the choices.
+    """
+    if not isinstance(value, str) or value not in opts.NETDEV_WRITES:
+        raise _invalid("netdev_writes", value,
+                       "one of " + ", ".join(opts.NETDEV_WRITES)
+                       + " (auto: directly with CAP_NET_ADMIN, else "
+                         "through privsep)")
     return value
 
 

@@ -2,7 +2,8 @@
 exactly after.
 
 This package holds the record (:class:`NetdevState`), its journal text
-(:func:`to_json`, :func:`from_json`) and the comparison (:func:`diff`),
+(:func:`to_json`, :func:`from_json`) or document of primitives
+(:func:`to_doc`, :func:`from_doc`) and the comparison (:func:`diff`),
 none of which needs netlink.  Reading and restoring live in
 :mod:`pci_passthrough.netdev_state.netlink`, imported only by callers
 that touch netdevs.
@@ -16,7 +17,12 @@ from pci_passthrough.exception import (
     NetdevStateMismatch,
     NetnsUnavailable,
 )
-from pci_passthrough.netdev_state.journal import from_json, to_json
+from pci_passthrough.netdev_state.journal import (
+    from_doc,
+    from_json,
+    to_doc,
+    to_json,
+)
 from pci_passthrough.netdev_state.record import (
     Difference,
     NetdevState,
@@ -41,8 +47,10 @@ __all__ = [
     "StepKind",
     "VfState",
     "diff",
+    "from_doc",
     "from_json",
     "plan_netdev_steps",
     "plan_vf_steps",
+    "to_doc",
     "to_json",
 ]

@@ -1,13 +1,16 @@
-"""A netdev state as JSON text, for a column of the claims ledger.
+"""A netdev state as JSON text, for a column of the claims ledger, and
+as the document of primitives that text holds, for the privileged
+restore (:mod:`pci_passthrough.privsep`, over msgpack).
 
-The text read back is hostile input: a ledger may be damaged, edited by
-hand or written by another version.  It is refused unless it is exactly
-what :func:`to_json` writes (version, keys and types), with an error
-naming the journal and the field.
+What is read back is hostile input: a ledger may be damaged, edited by
+hand or written by another version, and a privileged process trusts
+nothing its unprivileged caller sends.  It is refused unless it is
+exactly what :func:`to_doc` makes (version, keys and types), with an
+error naming the source and the field.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pci_passthrough.exception import InvalidNetdevState
@@ -22,10 +25,11 @@ _VF_KEYS = ("pf", "index", "mac", "vlan", "qos", "vlan_proto",
             "spoof_check", "trust")
 
 
-def to_json(state: NetdevState) -> str:
-    """The journal text of ``state``, stable for equal records."""
+def to_doc(state: NetdevState) -> dict[str, Any]:
+    """``state`` as a dict of str, int, bool and None (and one nested
+    dict): what JSON and msgpack both carry unchanged."""
     vf = state.vf
-    doc: dict[str, Any] = {
+    return {
         "version": VERSION, "netdev": state.netdev, "mac": state.mac,
         "mtu": state.mtu, "up": state.up,
         "vf": None if vf is None else {
@@ -34,7 +38,11 @@ def to_json(state: NetdevState) -> str:
             "spoof_check": vf.spoof_check, "trust": vf.trust,
         },
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def to_json(state: NetdevState) -> str:
+    """The journal text of ``state``, stable for equal records."""
+    return json.dumps(to_doc(state), sort_keys=True, separators=(",", ":"))
 
 
 class _Refused(Exception):
@@ -83,8 +91,22 @@ def from_json(text: object, source: str) -> NetdevState:
         0000:3b:10.2 in /var/lib/pci_passthrough/claims.db"``).
     :raises InvalidNetdevState: naming ``source`` and the field.
     """
+    return _refusing(source, _parse, text)
+
+
+def from_doc(doc: object, source: str) -> NetdevState:
+    """The state a document made by :func:`to_doc` holds.
+
+    :param source: what the document is, for errors.
+    :raises InvalidNetdevState: naming ``source`` and the field.
+    """
+    return _refusing(source, _build, doc)
+
+
+def _refusing(source: str, parse: Callable[[object], NetdevState],
+              value: object) -> NetdevState:
     try:
-        return _parse(text)
+        return parse(value)
     except _Refused as exc:
         raise InvalidNetdevState(source=source, field=exc.field,
                                  reason=exc.reason,
@@ -111,6 +133,10 @@ def _parse(text: object) -> NetdevState:
         # Python converts.
         raise _Refused("(journal)", f"not JSON ({exc})",
                        "the JSON object to_json() writes") from None
+    return _build(doc)
+
+
+def _build(doc: object) -> NetdevState:
     top = _keys(doc, _KEYS, "")
     version = top["version"]
     if type(version) is not int or version != VERSION:

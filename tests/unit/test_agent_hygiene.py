@@ -12,7 +12,12 @@ from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
-from pci_passthrough.netdev_access import NetlinkAccess, NoNetdevAccess
+from pci_passthrough.netdev_access import (
+    NetlinkAccess,
+    NoNetdevAccess,
+    PrivsepNetlinkAccess,
+    has_cap_net_admin,
+)
 from pci_passthrough.netdev_state import NetdevState, VfState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
@@ -124,12 +129,18 @@ def test_a_relocated_sysfs_root_touches_no_netdev(host, caplog):
         agent.close()
 
 
-def test_the_real_sysfs_root_uses_netlink(host):
+@pytest.mark.parametrize(("writes", "cls"), [
+    ("auto", NetlinkAccess if has_cap_net_admin() else PrivsepNetlinkAccess),
+    ("direct", NetlinkAccess),
+    ("privsep", PrivsepNetlinkAccess),
+])
+def test_the_real_sysfs_root_uses_netlink(host, writes, cls):
     _, _, conf = host
     conf.set_override("sysfs_root", "/sys", group="pci_passthrough")
+    conf.set_override("netdev_writes", writes, group="pci_passthrough")
     agent = HostAgent(conf, network_driver=LibvirtMacvtapDriver(conf))
     try:
-        assert isinstance(agent._netdevs, NetlinkAccess)
+        assert type(agent._netdevs) is cls
     finally:
         agent.close()
 

@@ -36,11 +36,12 @@ sys.exit(code)
 
 # What neither --help nor scan needs: the tracker and the agent with its
 # network drivers, libvirt, lxml, the test fixtures, the other commands,
-# and oslo.log (unless a logging option asks for it).
+# oslo.log (unless a logging option asks for it) and oslo.privsep.
 HEAVY = {"pci_passthrough.agent", "pci_passthrough.tracker",
          "pci_passthrough.ledger", "pci_passthrough.network",
          "pci_passthrough.fixtures", "pci_passthrough.cli.claims",
-         "pci_passthrough.cli.demo", "libvirt", "lxml", "oslo_log.log"}
+         "pci_passthrough.cli.demo", "libvirt", "lxml", "oslo_log.log",
+         "oslo_privsep", "pci_passthrough.privsep"}
 
 SCAN_KEYS = ["address", "dev_type", "vendor_id", "product_id",
              "parent_addr", "vf_index", "numa_node", "driver", "netdev",

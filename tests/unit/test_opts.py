@@ -38,11 +38,15 @@ def test_set_defaults_changes_only_the_given_options() -> None:
 def test_list_opts_is_the_oslo_config_entry_point() -> None:
     mgr = driver.DriverManager("oslo.config.opts", "pci_passthrough")
     groups = mgr.driver()
-    assert [g.name for g, _ in groups] == ["pci_passthrough"]
-    names = {o.name for _, group_opts in groups for o in group_opts}
+    assert [g.name for g, _ in groups] == ["pci_passthrough",
+                                           "pci_passthrough_privileged"]
+    names = {o.name for _, group_opts in groups[:1] for o in group_opts}
     assert {"sysfs_root", "device_spec", "flavor", "special_attributes",
-            "state_path", "network_driver",
-            "network_name_prefix"} <= names
+            "state_path", "network_driver", "network_name_prefix",
+            "netdev_writes"} <= names
+    # The privsep context's group lists oslo.privsep's own options.
+    assert {o.name for o in groups[1][1]} >= {"helper_command",
+                                              "capabilities", "user"}
 
 
 def test_bad_prefix_is_refused_naming_the_option(tmp_path) -> None:
