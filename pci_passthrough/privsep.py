@@ -50,12 +50,19 @@ from pci_passthrough.netdev_state.record import (
 )
 from pci_passthrough.opts import PRIVILEGED_GROUP
 
+#: Seconds a restore may take in the daemon: a few netlink writes take
+#: milliseconds; a daemon that does not answer must not hold a release
+#: (or doctor) forever.  The VF then stays journalled, out of service,
+#: and the next release or doctor --fix retries.
+RESTORE_TIMEOUT = 30.0
+
 #: The privsep context of the library: CAP_NET_ADMIN only.
 context = priv_context.PrivContext(
     "pci_passthrough",
     cfg_section=PRIVILEGED_GROUP,
     pypath=__name__ + ".context",
     capabilities=[capabilities.CAP_NET_ADMIN],
+    timeout=RESTORE_TIMEOUT,
 )
 
 #: What the privileged side calls its input, in errors.
@@ -162,7 +169,8 @@ def restore(journal: NetdevState) -> tuple[RestoreStep, ...]:
         raise
     except Exception as exc:
         # Anything else comes from privsep itself: most often a helper
-        # that sudo or rootwrap do not allow to run.
+        # that sudo or rootwrap do not allow to run, or a daemon that
+        # did not answer within RESTORE_TIMEOUT (PrivsepTimeout).
         raise NetdevStateError(
             netdev=journal.netdev, step="restore the state",
             where=" through the privsep daemon",

@@ -154,6 +154,44 @@ AGENT_CHILD = PRELUDE + textwrap.dedent("""
 """)
 
 
+# A daemon that stops answering (SIGSTOP, a real hang): the restore
+# gives up after the context's timeout with the library's error, and
+# the daemon answers again once continued.
+HUNG_CHILD = PRELUDE + textwrap.dedent("""
+    import os, pathlib, signal
+    from pci_passthrough import exception
+    from pci_passthrough.netdev_access import netlink_access
+    from pci_passthrough.netdev_state import from_json
+
+    def daemons():
+        me = str(os.getpid())
+        for entry in pathlib.Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[1] == me:
+                    yield int(entry.name)
+
+    drop_capabilities()
+    journal = from_json(args[0], "test journal")
+    access = netlink_access("privsep")
+    out = {"first": [s.kind.name for s in access.restore(journal)]}
+    (daemon,) = daemons()  # forked: the one child of this process
+    privsep.context.timeout = 1.0  # RESTORE_TIMEOUT, shortened
+    os.kill(daemon, signal.SIGSTOP)
+    try:
+        access.restore(journal)
+        out["hung"] = "answered"
+    except exception.NetdevStateError as exc:
+        out["hung"] = str(exc)
+    os.kill(daemon, signal.SIGCONT)
+    privsep.context.stop()
+    print(json.dumps(out))
+""")
+
+
 def _require_root() -> None:
     if os.geteuid() == 0:
         return
@@ -281,3 +319,14 @@ def test_an_unprivileged_agent_leaks_no_vf(netns, method, tmp_path):
     assert result["left"] == 0
     assert result["claimed_again"] == VF
     assert _link(netns) == (mac, mtu)
+
+
+def test_a_hung_daemon_is_given_up_on_with_the_library_s_error(netns):
+    mac, _ = _link(netns)
+    journal = NetdevState(netdev=VF, mac=mac, mtu=JOURNAL_MTU, up=False)
+
+    result = _run_child(HUNG_CHILD, netns, "fork", to_json(journal))
+
+    assert result["first"] == ["MTU"]
+    assert "PrivsepTimeout" in result["hung"], result["hung"]
+    assert f"netdev {VF}" in result["hung"]

@@ -300,6 +300,9 @@ def test_the_context_is_found_by_its_path_and_keeps_net_admin_only():
     assert importutils.import_class(context.pypath) is context
     assert context.pypath == "pci_passthrough.privsep.context"
     assert context.is_entrypoint(privsep.restore_netdev_state)
+    # A daemon that stops answering is given up on (tested hung for real
+    # in tests/functional/test_privsep_real.py).
+    assert context.timeout == privsep.RESTORE_TIMEOUT == 30.0
     # The options oslo.privsep registered on the global configuration,
     # read only: a consuming service parses them there.
     assert cfg.CONF[opts.PRIVILEGED_GROUP].capabilities == [
