@@ -10,8 +10,6 @@ tests/unit/test_netdev_state_netlink.py on kernel-format messages.
 """
 
 import dataclasses
-import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.rtnl.marshal import (  # type: ignore[import-untyped]
     MarshalRtnl,
 )
+from veth_netns import require_root, veth_namespace
 
 from pci_passthrough.netdev_state import (
     NetdevGone,
@@ -44,31 +43,12 @@ RTMGRP_LINK = 0x1
 NETLINK_ROUTE = 0
 
 
-def _require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    text = "netdev state tests need root (network namespaces, veth)"
-    if os.environ.get("PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL") == "1":
-        pytest.fail(text + " (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)",
-                    pytrace=False)
-    pytest.skip(text)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A private namespace holding the veth pair vfa0 / vfa0p, down."""
-    _require_root()
-    # Not "pcipt-": the libvirt host fixtures sweep that prefix.
-    name = f"pcipthyg-{os.getpid()}-{secrets.token_hex(3)}"
-    pyroute2_netns.create(name)
-    try:
-        with IPRoute(netns=name, flags=0) as ipr:
-            ipr.link("add", ifname=VF, kind="veth",
-                     peer={"ifname": PEER})
+    require_root("netdev state tests")
+    with veth_namespace("pcipthyg", VF, PEER) as name:
         yield name
-    finally:
-        pyroute2_netns.remove(name)
-    assert name not in pyroute2_netns.listnetns()
 
 
 def _fresh(netns: str, name: str = VF) -> tuple[str, int, bool]:

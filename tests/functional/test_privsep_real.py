@@ -15,7 +15,6 @@ test process keeps its own.
 import json
 import os
 import pathlib
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
-from pyroute2 import netns as pyroute2_netns
+from veth_netns import require_root, veth_namespace
 
 from pci_passthrough.netdev_state import NetdevState, to_json
 
@@ -192,35 +191,12 @@ HUNG_CHILD = PRELUDE + textwrap.dedent("""
 """)
 
 
-def _require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    text = "privsep tests need root (network namespaces, capabilities)"
-    if os.environ.get("PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL") == "1":
-        pytest.fail(text + " (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)",
-                    pytrace=False)
-    pytest.skip(text)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A private namespace holding the veth pair vfa0 / vfa0p."""
-    _require_root()
-    # Not "pcipt-": the libvirt host fixtures sweep that prefix.
-    name = f"pciptpsp-{os.getpid()}-{secrets.token_hex(3)}"
-    pyroute2_netns.create(name)
-    try:
-        with IPRoute(netns=name, flags=0) as ipr:
-            ipr.link("add", ifname=VF, kind="veth", peer={"ifname": PEER})
+    require_root("privsep tests")
+    with veth_namespace("pciptpsp", VF, PEER) as name:
         yield name
-    finally:
-        try:
-            with IPRoute(netns=name, flags=0) as ipr:
-                for index in ipr.link_lookup(ifname=VF):
-                    ipr.link("del", index=index)  # the peer goes with it
-        finally:
-            pyroute2_netns.remove(name)
-    assert name not in pyroute2_netns.listnetns()
 
 
 def _link(netns: str) -> tuple[str, int]:
