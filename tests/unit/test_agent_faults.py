@@ -11,13 +11,12 @@ import re
 import threading
 import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.noop import NoopDriver
 from pci_passthrough.states import PortState, Repair
@@ -70,37 +69,21 @@ class FailingDriver(LibvirtMacvtapDriver):
         self._fail("autostart", net.name())
 
 
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir, mode="passthrough", prefix="pcipt-"):
-        self.conf, _ = simulated_host(workdir, LAYOUT, device_specs=SPECS,
-                                      flavors=FLAVORS)
-        group = "pci_passthrough"
-        self.conf.set_override("macvtap_mode", mode, group=group)
-        self.conf.set_override("network_name_prefix", prefix, group=group)
+        super().__init__(workdir, LAYOUT, SPECS, FLAVORS,
+                         macvtap_mode=mode, network_name_prefix=prefix)
         self.prefix = prefix
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.agents = []
 
     def agent(self, driver=None, start=True):
-        agent = HostAgent(self.conf, network_driver=driver or
-                          LibvirtMacvtapDriver(self.conf,
-                                               connection=self.conn))
-        self.agents.append(agent)
-        if start:
-            agent.start()
-        return agent
+        return self.new_agent(driver, start)
 
     def failing(self, **kwargs):
         return self.agent(FailingDriver(self.conf, self.conn, **kwargs))
 
     def networks(self):
-        return sorted(n.name() for n in self.conn.listAllNetworks(0)
-                      if n.name().startswith(self.prefix))
-
-    def close(self):
-        for agent in self.agents:
-            agent.close()
-        self.conn.close()
+        return [n for n in self.network_names()
+                if n.startswith(self.prefix)]
 
 
 @pytest.fixture
