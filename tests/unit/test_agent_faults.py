@@ -11,13 +11,12 @@ import re
 import threading
 import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.noop import NoopDriver
 from pci_passthrough.states import PortState, Repair
@@ -70,37 +69,19 @@ class FailingDriver(LibvirtMacvtapDriver):
         self._fail("autostart", net.name())
 
 
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir, mode="passthrough", prefix="pcipt-"):
-        self.conf, _ = simulated_host(workdir, LAYOUT, device_specs=SPECS,
-                                      flavors=FLAVORS)
-        group = "pci_passthrough"
-        self.conf.set_override("macvtap_mode", mode, group=group)
-        self.conf.set_override("network_name_prefix", prefix, group=group)
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, macvtap_mode=mode,
+                         network_name_prefix=prefix)
         self.prefix = prefix
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.agents = []
-
-    def agent(self, driver=None, start=True):
-        agent = HostAgent(self.conf, network_driver=driver or
-                          LibvirtMacvtapDriver(self.conf,
-                                               connection=self.conn))
-        self.agents.append(agent)
-        if start:
-            agent.start()
-        return agent
 
     def failing(self, **kwargs):
-        return self.agent(FailingDriver(self.conf, self.conn, **kwargs))
+        return self.new_agent(FailingDriver(self.conf, self.conn, **kwargs))
 
     def networks(self):
         return sorted(n.name() for n in self.conn.listAllNetworks(0)
                       if n.name().startswith(self.prefix))
-
-    def close(self):
-        for agent in self.agents:
-            agent.close()
-        self.conn.close()
 
 
 @pytest.fixture
@@ -199,7 +180,7 @@ def test_release_wraps_a_raw_error_and_frees_nothing(host):
             raise Boom("cannot delete")
 
     inst = new_uuid()
-    agent = host.agent(BrokenDelete(host.conf, connection=host.conn))
+    agent = host.new_agent(BrokenDelete(host.conf, connection=host.conn))
     agent.claim(inst, PORTS)
     agent.plug(inst)
     with pytest.raises(exception.NetworkDriverError,
@@ -225,7 +206,7 @@ def test_release_wraps_a_raw_error_and_frees_nothing(host):
 def test_a_repeated_claim_that_differs_is_an_error(host, changed, field,
                                                    held, wanted):
     inst = new_uuid()
-    agent = host.agent()
+    agent = host.new_agent()
     first = agent.claim(inst, PORTS)
     with pytest.raises(exception.ClaimConflict) as err:
         agent.claim(inst, [changed, PORTS[1]])
@@ -245,7 +226,7 @@ def test_a_vlan_the_forward_mode_cannot_carry_is_refused_at_claim(
         tmp_path, mode):
     h = Host(tmp_path / "h", mode=mode)
     try:
-        agent = h.agent()
+        agent = h.new_agent()
         inst = new_uuid()
         port = [PortRequest(0, flavor="net1"),
                 PortRequest(1, flavor="grp1", vlan=42)]
@@ -269,7 +250,7 @@ def test_a_vlan_the_forward_mode_cannot_carry_is_refused_at_claim(
 
 
 def test_a_vlan_in_passthrough_mode_reaches_the_network(host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, [PortRequest(0, flavor="net1", vlan=42)])
     agent.plug(inst)
@@ -290,7 +271,7 @@ def test_reconcile_touches_only_names_that_parse_whole(tmp_path):
             h.conn.networkDefineXML(
                 f"<network><name>{name}</name><forward mode='bridge'>"
                 f"<interface dev='eth0'/></forward></network>").create()
-        report = h.agent(start=False).start()
+        report = h.new_agent(start=False).start()
         assert [(a.action, a.network) for a in report.actions] == [
             (Repair.DELETED, stray)]
         assert sorted(n.name() for n in h.conn.listAllNetworks(0)) == \
@@ -344,7 +325,7 @@ def test_every_public_method_is_in_the_closed_agent_test():
 
 @pytest.mark.parametrize("method", sorted(CALLS))
 def test_every_method_of_a_closed_agent_raises(host, method):
-    agent = host.agent()
+    agent = host.new_agent()
     agent.claim(INST, PORTS)
     agent.close()
     with pytest.raises(exception.AgentClosed,
@@ -362,7 +343,7 @@ def test_close_waits_for_an_operation_in_progress(host):
             go.wait(10)
             return super().ensure_network(spec)
 
-    agent = host.agent(SlowDriver())
+    agent = host.new_agent(SlowDriver())
     agent.claim(INST, PORTS)
     plugging = threading.Thread(target=agent.plug, args=(INST,))
     plugging.start()
@@ -382,7 +363,7 @@ def test_close_waits_for_an_operation_in_progress(host):
 # -- memory ------------------------------------------------------------------
 
 def test_instance_locks_are_pruned_when_no_operation_holds_them(host):
-    agent = host.agent(NoopDriver())
+    agent = host.new_agent(NoopDriver())
     instances = [new_uuid() for _ in range(8)]
     errors = []
 
@@ -415,7 +396,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
     inst = new_uuid()
     # The other process: its own agent and ledger connection on the same
     # host (the CLI's free).
-    other = host.agent()
+    other = host.new_agent()
 
     class FreedMidway(LibvirtMacvtapDriver):
         def ensure_network(self, spec):
@@ -424,7 +405,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
                 other.release(inst)
             return changed
 
-    agent = host.agent(FreedMidway(host.conf, connection=host.conn))
+    agent = host.new_agent(FreedMidway(host.conf, connection=host.conn))
     agent.claim(inst, PORTS)
     with pytest.raises(exception.InvalidStateTransition,
                        match=f"Instance {inst} port - cannot go from state "
@@ -437,7 +418,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
 
 
 def test_closing_the_agent_leaves_the_host_process_connection_open(host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, PORTS[:1])
     agent.plug(inst)
@@ -448,7 +429,7 @@ def test_closing_the_agent_leaves_the_host_process_connection_open(host):
 
 def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
         host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, PORTS[:1])
     agent.plug(inst)
@@ -459,7 +440,7 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
     net = host.conn.networkLookupByName(name)
     net.destroy()
     net.undefine()
-    report = host.agent(start=False).start()
+    report = host.new_agent(start=False).start()
     assert [(a.action, a.network) for a in report.actions] == [
         (Repair.RESTORED, name)]
     assert host.networks() == [name]
@@ -475,7 +456,7 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
 ])
 def test_malformed_claim_arguments_are_refused_by_name(host, ports, cells,
                                                        shown):
-    agent = host.agent()
+    agent = host.new_agent()
     with pytest.raises(exception.InvalidPortRequest, match=re.escape(shown)):
         agent.claim(INST, ports, cells)
     with pytest.raises(exception.MigrationRefused, match=re.escape(shown)):

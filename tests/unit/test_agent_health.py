@@ -7,16 +7,14 @@ import pathlib
 import shutil
 import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import HostAgent, PortRequest, exception, sysfs_scan
 from pci_passthrough.devspec import parse_device_specs
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import simulated_host
-from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.placement.tree import build_tree
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "10"))
@@ -35,16 +33,11 @@ def layout(numvfs_a: int = 2) -> st.HostLayout:
     ))
 
 
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir: pathlib.Path) -> None:
-        self.workdir = workdir
-        self.conf, self.tree = simulated_host(workdir, layout(),
-                                              device_specs=SPECS,
-                                              flavors=FLAVORS)
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
-            self.conf, connection=self.conn))
-        self.agent.start()
+        super().__init__(workdir, layout(), device_specs=SPECS,
+                         flavors=FLAVORS)
+        self.agent = self.new_agent()
 
     def vfs_of(self, pf: str) -> list[str]:
         return sorted(d.address for d in self.tree.devices.values()
@@ -63,10 +56,6 @@ class Host:
         drv.mkdir(parents=True, exist_ok=True)
         link = self.tree.device_dir(address) / "driver"
         st.relink(link, os.path.relpath(drv, link.parent))
-
-    def close(self) -> None:
-        self.agent.close()
-        self.conn.close()
 
 
 @pytest.fixture

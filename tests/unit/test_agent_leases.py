@@ -4,13 +4,11 @@ test driver."""
 
 import logging
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost, Clock
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.netdevs import MemoryNetdevs
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.netdev_state import NetdevState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.states import PortState, Repair
@@ -25,38 +23,14 @@ OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 PORTS = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="net1")]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir, timeout=None):
-        self.conf, self.tree = simulated_host(
-            workdir, LAYOUT, device_specs=SPECS, flavors=FLAVORS)
-        if timeout is not None:
-            self.conf.set_override("incoming_migration_timeout", timeout,
-                                   group="pci_passthrough")
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.clock = Clock()
-        # The tree's netdevs exist nowhere: their state lives in memory.
-        self.netdevs = MemoryNetdevs({
-            d.netdev: NetdevState(netdev=d.netdev, mac=f"02:00:00:00:00:"
-                                  f"{i:02x}", mtu=1500, up=True)
-            for i, d in enumerate(self.tree.vfs)})
-        self.agents = []
+        overrides = ({} if timeout is None
+                     else {"incoming_migration_timeout": timeout})
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=Clock(),
+                         in_memory_netdevs=True, **overrides)
         self.agent = self.new_agent()
-
-    def new_agent(self):
-        agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
-            self.conf, connection=self.conn), netdev_access=self.netdevs,
-            clock=self.clock)
-        self.report = agent.start()
-        self.agents.append(agent)
-        return agent
 
     def states(self, inst=INST):
         return [a.state for a in self.agent.allocations(inst)]
@@ -68,11 +42,6 @@ class Host:
     def guest_took(self, netdev):
         self.netdevs.states[netdev] = NetdevState(
             netdev=netdev, mac="52:54:00:12:34:56", mtu=9000, up=False)
-
-    def close(self):
-        for agent in self.agents:
-            agent.close()
-        self.conn.close()
 
 
 @pytest.fixture

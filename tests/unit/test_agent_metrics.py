@@ -6,8 +6,8 @@ import os
 import pathlib
 import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost, Clock
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 from prometheus_client.exposition import generate_latest
@@ -17,7 +17,6 @@ from prometheus_client.registry import CollectorRegistry
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.cli import main
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.metrics import Metrics, exposition
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
@@ -55,29 +54,13 @@ def pool(samples: Samples, pf: str, state: str) -> float:
     return found[0]
 
 
-class Clock:
-    """A migration lease clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir: pathlib.Path,
                  metrics: Metrics | None = None,
                  clock: Clock | None = None) -> None:
-        self.conf, self.tree = simulated_host(workdir, LAYOUT,
-                                              device_specs=SPECS,
-                                              flavors=FLAVORS)
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.agent = HostAgent(
-            self.conf, network_driver=LibvirtMacvtapDriver(
-                self.conf, connection=self.conn), metrics=metrics,
-            clock=clock or Clock())
-        self.agent.start()
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=clock or Clock())
+        self.agent = self.new_agent(metrics=metrics)
 
     def scrape(self) -> tuple[dict[str, str], Samples]:
         # As the nova-compute fork does: the agent's collector in a
@@ -85,10 +68,6 @@ class Host:
         registry = CollectorRegistry()
         registry.register(self.agent.metrics)
         return parse(generate_latest(registry).decode())
-
-    def close(self) -> None:
-        self.agent.close()
-        self.conn.close()
 
 
 @pytest.fixture
@@ -227,6 +206,7 @@ def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
         mine = Metrics()
         h.agent = HostAgent(h.conf, network_driver=LibvirtMacvtapDriver(
             h.conf, connection=h.conn), metrics=mine)
+        h.agents.append(h.agent)  # closed with the host
         assert h.agent.metrics is mine
         h.agent.start()
         _, samples = h.scrape()

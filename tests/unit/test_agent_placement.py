@@ -7,15 +7,13 @@ a real Placement."""
 
 import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost
 
-from pci_passthrough import HostAgent, PortRequest, exception
+from pci_passthrough import PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.flavors import parse_flavors
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.placement import names, requests
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
@@ -33,14 +31,11 @@ NODE = "cmp1"
 PREFIX = "pcipt-"
 
 
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir, layout=LAYOUT):
-        self.conf, self.sysfs = simulated_host(
-            workdir, layout, device_specs=SPECS, flavors=FLAVORS)
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
-        self.agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
-            self.conf, connection=self.conn))
-        self.agent.start()
+        super().__init__(workdir, layout, device_specs=SPECS,
+                         flavors=FLAVORS)
+        self.agent = self.new_agent()
         tree = self.agent.provider_tree(NODE)
         # As Placement would: a UUID per provider.
         self.uuids = {p.name: str(uuid.uuid4()) for p in tree.providers}
@@ -53,10 +48,6 @@ class Host:
     def networks(self) -> set[str]:
         return {n.name() for n in self.conn.listAllNetworks(0)
                 if n.name().startswith(PREFIX)}
-
-    def close(self) -> None:
-        self.agent.close()
-        self.conn.close()
 
 
 @pytest.fixture

@@ -5,16 +5,15 @@ import os
 
 import libvirt
 import pytest
+from agent_hosts import AgentHost, Clock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.doctor import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.netdev_state import NetdevState
-from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.names import parse_network_name
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
@@ -27,35 +26,17 @@ INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Host:
+class Host(AgentHost):
     def __init__(self, workdir):
-        self.conf, self.tree = simulated_host(
-            workdir, LAYOUT, device_specs=SPECS, flavors=FLAVORS)
-        self.conn = libvirt.open(self.conf.pci_passthrough.libvirt_uri)
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=Clock(1_000_000.0),
+                         in_memory_netdevs=True)
         # libvirt's own network, as on a real host: never ours to touch.
         self.conn.networkDefineXML(
             "<network><name>default</name><forward mode='nat'/>"
             "<bridge name='virbr0'/><ip address='192.168.122.1' "
             "netmask='255.255.255.0'/></network>").create()
-        self.clock = Clock()
-        # The tree's netdevs exist nowhere: their state lives in memory.
-        self.netdevs = MemoryNetdevs({
-            d.netdev: NetdevState(netdev=d.netdev, mac=f"02:00:00:00:00:"
-                                  f"{i:02x}", mtu=1500, up=True)
-            for i, d in enumerate(self.tree.vfs)})
-        self.agent = HostAgent(
-            self.conf, network_driver=LibvirtMacvtapDriver(
-                self.conf, connection=self.conn),
-            netdev_access=self.netdevs, clock=self.clock)
-        self.agent.start()
+        self.agent = self.new_agent()
 
     def net(self, name):
         return self.conn.networkLookupByName(name)
@@ -67,10 +48,6 @@ class Host:
         self.agent.claim(inst, [PortRequest(i, flavor="net1")
                                 for i in range(ports)])
         return self.agent.plug(inst)
-
-    def close(self):
-        self.agent.close()
-        self.conn.close()
 
 
 @pytest.fixture
