@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from agent_hosts import AgentHost, Clock
+from conf_files import write_host_conf
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 from prometheus_client.exposition import generate_latest
@@ -275,15 +276,11 @@ def test_metrics_command_prints_the_pools(tmp_path, capsys):
     h = Host(tmp_path / "h")
     try:
         h.agent.claim(new_uuid(), [PortRequest(0, flavor="grp1")])
-        config = tmp_path / "pci.conf"
         group = h.conf.pci_passthrough
-        config.write_text("\n".join([
-            "[pci_passthrough]",
-            f"sysfs_root = {group.sysfs_root}",
-            f"state_path = {group.state_path}",
-            *(f"device_spec = {s}" for s in SPECS),
-            *(f"flavor = {f}" for f in FLAVORS),
-        ]) + "\n")
+        config = write_host_conf(
+            tmp_path / "pci.conf", sysfs_root=group.sysfs_root,
+            state_path=group.state_path, device_specs=SPECS,
+            flavors=FLAVORS)
         before = pathlib.Path(group.state_path).read_bytes()
         assert main.main(["--config-file", str(config), "metrics"]) == 0
         _, samples = parse(capsys.readouterr().out)
@@ -308,13 +305,9 @@ def test_metrics_command_never_creates_the_ledger(tmp_path, capsys):
     root = tmp_path / "sys"
     st.build_tree(root, LAYOUT)
     state = tmp_path / "state"
-    config = tmp_path / "pci.conf"
-    config.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {state / 'claims.db'}",
-        *(f"device_spec = {s}" for s in SPECS),
-    ]) + "\n")
+    config = write_host_conf(tmp_path / "pci.conf", sysfs_root=root,
+                             state_path=state / "claims.db",
+                             device_specs=SPECS)
     assert main.main(["--config-file", str(config), "metrics"]) == 0
     assert not state.exists()
     _, samples = parse(capsys.readouterr().out)
@@ -370,13 +363,9 @@ def test_metrics_output_that_cannot_be_written_is_a_clear_error(
         tmp_path, capsys):
     root = tmp_path / "sys"
     st.build_tree(root, LAYOUT)
-    config = tmp_path / "pci.conf"
-    config.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {tmp_path / 'claims.db'}",
-        *(f"device_spec = {s}" for s in SPECS),
-    ]) + "\n")
+    config = write_host_conf(tmp_path / "pci.conf", sysfs_root=root,
+                             state_path=tmp_path / "claims.db",
+                             device_specs=SPECS)
     target = tmp_path / "missing" / "pci.prom"
     assert main.main(["--config-file", str(config), "metrics",
                       "--output", str(target)]) == 1
