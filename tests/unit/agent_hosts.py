@@ -9,8 +9,9 @@ test_agent*.py and test_doctor.py modules next to it."""
 
 import pathlib
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import libvirt
 
@@ -25,6 +26,11 @@ from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 if TYPE_CHECKING:
     from pci_passthrough.metrics import Metrics
+
+
+def new_uuid() -> str:
+    """A fresh instance UUID."""
+    return str(uuid.uuid4())
 
 
 class Clock:
@@ -58,7 +64,8 @@ class AgentHost:
     None), ``netdevs`` the VF netdev states they see (None: the agent's
     own choice, which for a tree outside /sys touches no netdev).
     ``overrides`` are set in the [pci_passthrough] group.  close()
-    closes every agent made by new_agent(), then the connection.
+    closes every agent made by new_agent(), then the connection; so
+    does leaving a ``with`` block on the host.
     """
 
     def __init__(self, workdir: pathlib.Path, layout: st.HostLayout, *,
@@ -99,3 +106,9 @@ class AgentHost:
         for agent in self.agents:
             agent.close()
         self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

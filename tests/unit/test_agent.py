@@ -2,10 +2,9 @@
 (one independent test:///ABS/PATH.xml each), a generated sysfs tree and a
 ledger per host, in one process."""
 
-import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
@@ -32,9 +31,6 @@ HOST_B = st.HostLayout((
 PREFIX = "pcipt-"
 
 
-def new_uuid() -> str:
-    return str(uuid.uuid4())
-
 
 class SimHost(AgentHost):
     def __init__(self, workdir, layout):
@@ -59,11 +55,9 @@ class SimHost(AgentHost):
 
 @pytest.fixture
 def hosts(tmp_path):
-    a = SimHost(tmp_path / "hostA", HOST_A)
-    b = SimHost(tmp_path / "hostB", HOST_B)
-    yield a, b
-    for h in (a, b):
-        h.close()
+    with SimHost(tmp_path / "hostA", HOST_A) as a, \
+            SimHost(tmp_path / "hostB", HOST_B) as b:
+        yield a, b
 
 
 PORTS = [PortRequest(0, flavor="net1", mac="52:54:00:00:00:01"),

@@ -9,10 +9,9 @@ a chosen step on libvirt's test driver, not by mocks."""
 import logging
 import re
 import threading
-import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
@@ -86,13 +85,9 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
-
-def new_uuid():
-    return str(uuid.uuid4())
 
 
 # -- plug rollback -----------------------------------------------------------

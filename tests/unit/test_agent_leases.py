@@ -46,9 +46,8 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
 
 def test_incoming_claims_are_leased_until_confirmed(host):

@@ -4,10 +4,9 @@ ledger, operations through HostAgent on libvirt's test driver."""
 
 import os
 import pathlib
-import uuid
 
 import pytest
-from agent_hosts import AgentHost, Clock
+from agent_hosts import AgentHost, Clock, new_uuid
 from conf_files import write_host_conf
 from hypothesis import given, settings
 from hypothesis import strategies as hst
@@ -73,13 +72,9 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 def test_pool_gauges_follow_claims_and_health(host):

@@ -8,7 +8,7 @@ a real Placement."""
 import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
@@ -52,13 +52,9 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "a")
-    yield h
-    h.close()
+    with Host(tmp_path / "a") as h:
+        yield h
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 def ports(*flavors: str) -> list[PortRequest]:
