@@ -70,6 +70,18 @@ class Host(AgentHost):
         return parse(generate_latest(registry).decode())
 
 
+def plug_and_lose_its_network(h: Host) -> str:
+    """A new instance plugged on one net1 port, whose network libvirt
+    then lost (stopped and undefined behind the agent's back)."""
+    inst = new_uuid()
+    h.agent.claim(inst, [PortRequest(0, flavor="net1")])
+    h.agent.plug(inst)
+    net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
+    net.destroy()
+    net.undefine()
+    return inst
+
+
 @pytest.fixture
 def host(tmp_path):
     with Host(tmp_path / "h") as h:
@@ -181,13 +193,7 @@ def test_incoming_migrations_are_counted_apart_and_each_end_once(tmp_path):
 def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
     h = Host(tmp_path / "h")
     try:
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        name = h.agent.network_name(inst, 0)
-        net = h.conn.networkLookupByName(name)
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         report = h.agent.doctor(fix=True)
         assert [f.kind.value for f in report.findings if f.fixed] == \
             ["missing-network"]
@@ -221,12 +227,7 @@ def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
 def test_the_first_agent_counted_its_doctor_repair(tmp_path):
     h = Host(tmp_path / "h")
     try:
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         h.agent.doctor(fix=True)
         h.agent.doctor(fix=False)  # finds nothing more, repairs nothing
         _, samples = h.scrape()
@@ -242,12 +243,7 @@ def test_doctor_findings_left_and_its_last_run_are_gauges(tmp_path):
         _, samples = h.scrape()
         assert not [k for k in samples if k[0].startswith(
             "pci_passthrough_doctor_last_run")]
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         missing = ("pci_passthrough_doctor_findings",
                    frozenset({("kind", "missing_network")}))
         h.agent.doctor()
