@@ -6,24 +6,16 @@ them)."""
 import uuid
 
 import pytest
+from agent_on_libvirtd import agent_conf
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.doctor import FindingKind
-from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.fixtures.simulated_host import host_conf
 
 pytestmark = pytest.mark.functional
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
-
 
 def test_doctor_repairs_networks_on_a_real_daemon(host_a, tmp_path):
-    st.build_tree(tmp_path / "sys", st.HostLayout((st.PfLayout(
-        "intel-x710", "0000:3b:00.0", numvfs=2, netdev="ens1f0",
-        vf_netdevs=("vfa0", "vfa1")),)))
-    conf = host_conf(tmp_path, device_specs=SPECS, flavors=FLAVORS,
-                     libvirt_uri=host_a.uri)
+    conf = agent_conf(host_a, tmp_path)
     agent = HostAgent(conf)
     conn = host_a.connect()
     try:

@@ -2,16 +2,14 @@
 (one independent test:///ABS/PATH.xml each), a generated sysfs tree and a
 ledger per host, in one process."""
 
-import uuid
 
-import libvirt
 import pytest
+from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.guest import guest_xml
-from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.netxml import parse_network
 
@@ -33,26 +31,12 @@ HOST_B = st.HostLayout((
 PREFIX = "pcipt-"
 
 
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
-
-class SimHost:
+class SimHost(AgentHost):
     def __init__(self, workdir, layout):
-        self.conf, self.tree = simulated_host(workdir, layout,
-                                              device_specs=SPECS,
-                                              flavors=FLAVORS)
-        self.uri = self.conf.pci_passthrough.libvirt_uri
-        self.conn = libvirt.open(self.uri)
+        super().__init__(workdir, layout, device_specs=SPECS,
+                         flavors=FLAVORS)
         self.agent = self.new_agent()
-
-    def new_agent(self) -> HostAgent:
-        # The test driver keeps one state per connection: the agent and
-        # the test share this host's connection.
-        agent = HostAgent(self.conf, network_driver=LibvirtMacvtapDriver(
-            self.conf, connection=self.conn))
-        self.report = agent.start()
-        return agent
 
     def networks(self) -> dict[str, str]:
         """Network name -> the netdev it holds, for prefixed networks."""
@@ -71,12 +55,9 @@ class SimHost:
 
 @pytest.fixture
 def hosts(tmp_path):
-    a = SimHost(tmp_path / "hostA", HOST_A)
-    b = SimHost(tmp_path / "hostB", HOST_B)
-    yield a, b
-    for h in (a, b):
-        h.agent.close()
-        h.conn.close()
+    with SimHost(tmp_path / "hostA", HOST_A) as a, \
+            SimHost(tmp_path / "hostB", HOST_B) as b:
+        yield a, b
 
 
 PORTS = [PortRequest(0, flavor="net1", mac="52:54:00:00:00:01"),
@@ -170,8 +151,7 @@ def test_destination_with_4_vfs_takes_4_of_6_migrating_instances(
     # The refused ones still run on A, untouched.
     for inst in refused:
         assert len(big.agent.allocations(inst)) == 1
-    big.agent.close()
-    big.conn.close()
+    big.close()
 
 
 def test_abort_incoming_migration_leaves_the_destination_clean(hosts):

@@ -9,10 +9,9 @@ a chosen step on libvirt's test driver, not by mocks."""
 import logging
 import re
 import threading
-import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
@@ -71,30 +70,24 @@ class FailingDriver(LibvirtMacvtapDriver):
 
 class Host(AgentHost):
     def __init__(self, workdir, mode="passthrough", prefix="pcipt-"):
-        super().__init__(workdir, LAYOUT, SPECS, FLAVORS,
-                         macvtap_mode=mode, network_name_prefix=prefix)
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, macvtap_mode=mode,
+                         network_name_prefix=prefix)
         self.prefix = prefix
 
-    def agent(self, driver=None, start=True):
-        return self.new_agent(driver, start)
-
     def failing(self, **kwargs):
-        return self.agent(FailingDriver(self.conf, self.conn, **kwargs))
+        return self.new_agent(FailingDriver(self.conf, self.conn, **kwargs))
 
     def networks(self):
-        return [n for n in self.network_names()
-                if n.startswith(self.prefix)]
+        return sorted(n.name() for n in self.conn.listAllNetworks(0)
+                      if n.name().startswith(self.prefix))
 
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
-
-def new_uuid():
-    return str(uuid.uuid4())
 
 
 # -- plug rollback -----------------------------------------------------------
@@ -182,7 +175,7 @@ def test_release_wraps_a_raw_error_and_frees_nothing(host):
             raise Boom("cannot delete")
 
     inst = new_uuid()
-    agent = host.agent(BrokenDelete(host.conf, connection=host.conn))
+    agent = host.new_agent(BrokenDelete(host.conf, connection=host.conn))
     agent.claim(inst, PORTS)
     agent.plug(inst)
     with pytest.raises(exception.NetworkDriverError,
@@ -208,7 +201,7 @@ def test_release_wraps_a_raw_error_and_frees_nothing(host):
 def test_a_repeated_claim_that_differs_is_an_error(host, changed, field,
                                                    held, wanted):
     inst = new_uuid()
-    agent = host.agent()
+    agent = host.new_agent()
     first = agent.claim(inst, PORTS)
     with pytest.raises(exception.ClaimConflict) as err:
         agent.claim(inst, [changed, PORTS[1]])
@@ -228,7 +221,7 @@ def test_a_vlan_the_forward_mode_cannot_carry_is_refused_at_claim(
         tmp_path, mode):
     h = Host(tmp_path / "h", mode=mode)
     try:
-        agent = h.agent()
+        agent = h.new_agent()
         inst = new_uuid()
         port = [PortRequest(0, flavor="net1"),
                 PortRequest(1, flavor="grp1", vlan=42)]
@@ -252,7 +245,7 @@ def test_a_vlan_the_forward_mode_cannot_carry_is_refused_at_claim(
 
 
 def test_a_vlan_in_passthrough_mode_reaches_the_network(host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, [PortRequest(0, flavor="net1", vlan=42)])
     agent.plug(inst)
@@ -273,7 +266,7 @@ def test_reconcile_touches_only_names_that_parse_whole(tmp_path):
             h.conn.networkDefineXML(
                 f"<network><name>{name}</name><forward mode='bridge'>"
                 f"<interface dev='eth0'/></forward></network>").create()
-        report = h.agent(start=False).start()
+        report = h.new_agent(start=False).start()
         assert [(a.action, a.network) for a in report.actions] == [
             (Repair.DELETED, stray)]
         assert sorted(n.name() for n in h.conn.listAllNetworks(0)) == \
@@ -327,7 +320,7 @@ def test_every_public_method_is_in_the_closed_agent_test():
 
 @pytest.mark.parametrize("method", sorted(CALLS))
 def test_every_method_of_a_closed_agent_raises(host, method):
-    agent = host.agent()
+    agent = host.new_agent()
     agent.claim(INST, PORTS)
     agent.close()
     with pytest.raises(exception.AgentClosed,
@@ -345,7 +338,7 @@ def test_close_waits_for_an_operation_in_progress(host):
             go.wait(10)
             return super().ensure_network(spec)
 
-    agent = host.agent(SlowDriver())
+    agent = host.new_agent(SlowDriver())
     agent.claim(INST, PORTS)
     plugging = threading.Thread(target=agent.plug, args=(INST,))
     plugging.start()
@@ -365,7 +358,7 @@ def test_close_waits_for_an_operation_in_progress(host):
 # -- memory ------------------------------------------------------------------
 
 def test_instance_locks_are_pruned_when_no_operation_holds_them(host):
-    agent = host.agent(NoopDriver())
+    agent = host.new_agent(NoopDriver())
     instances = [new_uuid() for _ in range(8)]
     errors = []
 
@@ -398,7 +391,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
     inst = new_uuid()
     # The other process: its own agent and ledger connection on the same
     # host (the CLI's free).
-    other = host.agent()
+    other = host.new_agent()
 
     class FreedMidway(LibvirtMacvtapDriver):
         def ensure_network(self, spec):
@@ -407,7 +400,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
                 other.release(inst)
             return changed
 
-    agent = host.agent(FreedMidway(host.conf, connection=host.conn))
+    agent = host.new_agent(FreedMidway(host.conf, connection=host.conn))
     agent.claim(inst, PORTS)
     with pytest.raises(exception.InvalidStateTransition,
                        match=f"Instance {inst} port - cannot go from state "
@@ -420,7 +413,7 @@ def test_a_free_by_another_process_during_plug_leaves_no_network(host):
 
 
 def test_closing_the_agent_leaves_the_host_process_connection_open(host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, PORTS[:1])
     agent.plug(inst)
@@ -431,7 +424,7 @@ def test_closing_the_agent_leaves_the_host_process_connection_open(host):
 
 def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
         host):
-    agent = host.agent()
+    agent = host.new_agent()
     inst = new_uuid()
     agent.claim(inst, PORTS[:1])
     agent.plug(inst)
@@ -442,7 +435,7 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
     net = host.conn.networkLookupByName(name)
     net.destroy()
     net.undefine()
-    report = host.agent(start=False).start()
+    report = host.new_agent(start=False).start()
     assert [(a.action, a.network) for a in report.actions] == [
         (Repair.RESTORED, name)]
     assert host.networks() == [name]
@@ -458,7 +451,7 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
 ])
 def test_malformed_claim_arguments_are_refused_by_name(host, ports, cells,
                                                        shown):
-    agent = host.agent()
+    agent = host.new_agent()
     with pytest.raises(exception.InvalidPortRequest, match=re.escape(shown)):
         agent.claim(INST, ports, cells)
     with pytest.raises(exception.MigrationRefused, match=re.escape(shown)):

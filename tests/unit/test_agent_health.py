@@ -5,10 +5,9 @@ or its driver, a VF count change and a VF rebind, on a real sysfs tree
 import os
 import pathlib
 import shutil
-import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
@@ -35,8 +34,8 @@ def layout(numvfs_a: int = 2) -> st.HostLayout:
 
 class Host(AgentHost):
     def __init__(self, workdir: pathlib.Path) -> None:
-        super().__init__(workdir, layout(), SPECS, FLAVORS)
-        self.workdir = workdir
+        super().__init__(workdir, layout(), device_specs=SPECS,
+                         flavors=FLAVORS)
         self.agent = self.new_agent()
 
     def vfs_of(self, pf: str) -> list[str]:
@@ -60,13 +59,9 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 def reasons(agent: HostAgent) -> dict[str, str | None]:

@@ -5,7 +5,7 @@ test driver."""
 import logging
 
 import pytest
-from agent_hosts import AgentHost, Clock, memory_netdevs
+from agent_hosts import AgentHost, Clock
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
@@ -25,22 +25,19 @@ PORTS = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="net1")]
 
 class Host(AgentHost):
     def __init__(self, workdir, timeout=None):
-        options = {} if timeout is None else {
-            "incoming_migration_timeout": timeout}
-        super().__init__(workdir, LAYOUT, SPECS, FLAVORS, **options)
-        self.clock = Clock()
-        self.netdevs = memory_netdevs(self.tree)
+        overrides = ({} if timeout is None
+                     else {"incoming_migration_timeout": timeout})
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=Clock(),
+                         in_memory_netdevs=True, **overrides)
         self.agent = self.new_agent()
-
-    def new_agent(self, **kwargs):
-        return super().new_agent(netdev_access=self.netdevs,
-                                 clock=self.clock, **kwargs)
 
     def states(self, inst=INST):
         return [a.state for a in self.agent.allocations(inst)]
 
     def networks(self, inst=INST):
-        return self.network_names(inst)
+        return sorted(n.name() for n in self.conn.listAllNetworks(0)
+                      if inst in n.name())
 
     def guest_took(self, netdev):
         self.netdevs.states[netdev] = NetdevState(
@@ -49,9 +46,8 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
 
 def test_incoming_claims_are_leased_until_confirmed(host):

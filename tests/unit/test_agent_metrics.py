@@ -4,10 +4,10 @@ ledger, operations through HostAgent on libvirt's test driver."""
 
 import os
 import pathlib
-import uuid
 
 import pytest
-from agent_hosts import AgentHost, Clock
+from agent_hosts import AgentHost, Clock, new_uuid
+from conf_files import write_host_conf
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 from prometheus_client.exposition import generate_latest
@@ -58,9 +58,9 @@ class Host(AgentHost):
     def __init__(self, workdir: pathlib.Path,
                  metrics: Metrics | None = None,
                  clock: Clock | None = None) -> None:
-        super().__init__(workdir, LAYOUT, SPECS, FLAVORS)
-        self.agent = self.new_agent(metrics=metrics,
-                                    clock=clock or Clock())
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=clock or Clock())
+        self.agent = self.new_agent(metrics=metrics)
 
     def scrape(self) -> tuple[dict[str, str], Samples]:
         # As the nova-compute fork does: the agent's collector in a
@@ -70,15 +70,23 @@ class Host(AgentHost):
         return parse(generate_latest(registry).decode())
 
 
+def plug_and_lose_its_network(h: Host) -> str:
+    """A new instance plugged on one net1 port, whose network libvirt
+    then lost (stopped and undefined behind the agent's back)."""
+    inst = new_uuid()
+    h.agent.claim(inst, [PortRequest(0, flavor="net1")])
+    h.agent.plug(inst)
+    net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
+    net.destroy()
+    net.undefine()
+    return inst
+
+
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 def test_pool_gauges_follow_claims_and_health(host):
@@ -185,13 +193,7 @@ def test_incoming_migrations_are_counted_apart_and_each_end_once(tmp_path):
 def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
     h = Host(tmp_path / "h")
     try:
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        name = h.agent.network_name(inst, 0)
-        net = h.conn.networkLookupByName(name)
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         report = h.agent.doctor(fix=True)
         assert [f.kind.value for f in report.findings if f.fixed] == \
             ["missing-network"]
@@ -206,6 +208,7 @@ def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
         mine = Metrics()
         h.agent = HostAgent(h.conf, network_driver=LibvirtMacvtapDriver(
             h.conf, connection=h.conn), metrics=mine)
+        h.agents.append(h.agent)  # closed with the host
         assert h.agent.metrics is mine
         h.agent.start()
         _, samples = h.scrape()
@@ -224,12 +227,7 @@ def test_reconcile_and_doctor_repairs_are_counted(tmp_path):
 def test_the_first_agent_counted_its_doctor_repair(tmp_path):
     h = Host(tmp_path / "h")
     try:
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         h.agent.doctor(fix=True)
         h.agent.doctor(fix=False)  # finds nothing more, repairs nothing
         _, samples = h.scrape()
@@ -245,12 +243,7 @@ def test_doctor_findings_left_and_its_last_run_are_gauges(tmp_path):
         _, samples = h.scrape()
         assert not [k for k in samples if k[0].startswith(
             "pci_passthrough_doctor_last_run")]
-        inst = new_uuid()
-        h.agent.claim(inst, [PortRequest(0, flavor="net1")])
-        h.agent.plug(inst)
-        net = h.conn.networkLookupByName(h.agent.network_name(inst, 0))
-        net.destroy()
-        net.undefine()
+        plug_and_lose_its_network(h)
         missing = ("pci_passthrough_doctor_findings",
                    frozenset({("kind", "missing_network")}))
         h.agent.doctor()
@@ -274,15 +267,11 @@ def test_metrics_command_prints_the_pools(tmp_path, capsys):
     h = Host(tmp_path / "h")
     try:
         h.agent.claim(new_uuid(), [PortRequest(0, flavor="grp1")])
-        config = tmp_path / "pci.conf"
         group = h.conf.pci_passthrough
-        config.write_text("\n".join([
-            "[pci_passthrough]",
-            f"sysfs_root = {group.sysfs_root}",
-            f"state_path = {group.state_path}",
-            *(f"device_spec = {s}" for s in SPECS),
-            *(f"flavor = {f}" for f in FLAVORS),
-        ]) + "\n")
+        config = write_host_conf(
+            tmp_path / "pci.conf", sysfs_root=group.sysfs_root,
+            state_path=group.state_path, device_specs=SPECS,
+            flavors=FLAVORS)
         before = pathlib.Path(group.state_path).read_bytes()
         assert main.main(["--config-file", str(config), "metrics"]) == 0
         _, samples = parse(capsys.readouterr().out)
@@ -307,13 +296,9 @@ def test_metrics_command_never_creates_the_ledger(tmp_path, capsys):
     root = tmp_path / "sys"
     st.build_tree(root, LAYOUT)
     state = tmp_path / "state"
-    config = tmp_path / "pci.conf"
-    config.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {state / 'claims.db'}",
-        *(f"device_spec = {s}" for s in SPECS),
-    ]) + "\n")
+    config = write_host_conf(tmp_path / "pci.conf", sysfs_root=root,
+                             state_path=state / "claims.db",
+                             device_specs=SPECS)
     assert main.main(["--config-file", str(config), "metrics"]) == 0
     assert not state.exists()
     _, samples = parse(capsys.readouterr().out)
@@ -369,13 +354,9 @@ def test_metrics_output_that_cannot_be_written_is_a_clear_error(
         tmp_path, capsys):
     root = tmp_path / "sys"
     st.build_tree(root, LAYOUT)
-    config = tmp_path / "pci.conf"
-    config.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {tmp_path / 'claims.db'}",
-        *(f"device_spec = {s}" for s in SPECS),
-    ]) + "\n")
+    config = write_host_conf(tmp_path / "pci.conf", sysfs_root=root,
+                             state_path=tmp_path / "claims.db",
+                             device_specs=SPECS)
     target = tmp_path / "missing" / "pci.prom"
     assert main.main(["--config-file", str(config), "metrics",
                       "--output", str(target)]) == 1

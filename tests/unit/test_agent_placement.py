@@ -8,7 +8,7 @@ a real Placement."""
 import uuid
 
 import pytest
-from agent_hosts import AgentHost
+from agent_hosts import AgentHost, new_uuid
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
@@ -33,7 +33,8 @@ PREFIX = "pcipt-"
 
 class Host(AgentHost):
     def __init__(self, workdir, layout=LAYOUT):
-        super().__init__(workdir, layout, SPECS, FLAVORS)
+        super().__init__(workdir, layout, device_specs=SPECS,
+                         flavors=FLAVORS)
         self.agent = self.new_agent()
         tree = self.agent.provider_tree(NODE)
         # As Placement would: a UUID per provider.
@@ -45,18 +46,15 @@ class Host(AgentHost):
         self.agent.use_placement_providers(NODE, self.uuids)
 
     def networks(self) -> set[str]:
-        return {n for n in self.network_names() if n.startswith(PREFIX)}
+        return {n.name() for n in self.conn.listAllNetworks(0)
+                if n.name().startswith(PREFIX)}
 
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "a")
-    yield h
-    h.close()
+    with Host(tmp_path / "a") as h:
+        yield h
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
 
 
 def ports(*flavors: str) -> list[PortRequest]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from conf_files import write_section
 from oslo_config import cfg
 
 import pci_passthrough
@@ -61,9 +62,7 @@ def host(tmp_path):
 
 
 def write_conf(tmp_path, *lines):
-    path = tmp_path / "pci.conf"
-    path.write_text("[pci_passthrough]\n" + "\n".join(lines) + "\n")
-    return str(path)
+    return str(write_section(tmp_path / "pci.conf", *lines))
 
 
 def test_scan_json_has_exactly_the_documented_shape(tmp_path, host,

@@ -3,60 +3,27 @@
 claim and free go through HostAgent on libvirt's test driver.  The
 command opens its own connection; test:///default is one state shared by
 every connection of the process while any is open, so the test holds one
-open (``libvirt_conn``) to see and make the networks the command sees.
+open (``libvirt_conn``, in conftest.py) to see and make the networks the
+command sees.  The host is cli_host.py's.
 """
 
 import json
 import uuid
 
-import libvirt
 import pytest
+from cli_host import write_cli_host
 from oslo_config import cfg
 
 from pci_passthrough import HostAgent, PortRequest, opts
 from pci_passthrough.cli import main
-from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
-SHARED_URI = "test:///default"
-
-
-@pytest.fixture
-def libvirt_conn():
-    conn = libvirt.open(SHARED_URI)
-    yield conn
-    conn.close()
-
-
-def write_conf(tmp_path, libvirt_uri=SHARED_URI, prefix="pcipt-"):
-    root = tmp_path / "sys"
-    st.build_tree(root, st.HostLayout((
-        st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3,
-                    netdev="ens1f0", vf_drivers={2: "vfio-pci"}),
-        st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=2,
-                    netdev="ens2f0np0", switchdev=True),
-    )))
-    path = tmp_path / "pci.conf"
-    path.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {tmp_path / 'claims.db'}",
-        'device_spec = {"vendor_id": "8086", "product_id": "154c", '
-        '"physical_network": "physnet1"}',
-        'device_spec = {"vendor_id": "15b3", "product_id": "101e", '
-        '"group": "grp1"}',
-        'flavor = {"name": "net1", "physical_network": "physnet1"}',
-        'flavor = {"name": "grp1", "group": "grp1"}',
-        f"libvirt_uri = {libvirt_uri}",
-        f"network_name_prefix = {prefix}",
-    ]) + "\n")
-    return str(path)
 
 
 @pytest.fixture
 def conf(tmp_path):
-    return write_conf(tmp_path)
+    return write_cli_host(tmp_path)
 
 
 def parsed(path: str) -> cfg.ConfigOpts:
@@ -174,7 +141,8 @@ def test_free_deletes_the_instances_networks_then_frees(conf, capsys,
 
 def test_free_refuses_and_frees_nothing_when_libvirt_is_unreachable(
         tmp_path, capsys):
-    conf = write_conf(tmp_path, libvirt_uri="test:///nonexistent/host.xml")
+    conf = write_cli_host(tmp_path,
+                          libvirt_uri="test:///nonexistent/host.xml")
     assert cli(conf, "claim", INST, "net1") == 0
     capsys.readouterr()
     assert cli(conf, "free", INST) == 1

@@ -6,7 +6,7 @@ command's)."""
 import json
 
 import pytest
-from test_cli_claims import libvirt_conn, write_conf  # noqa: F401
+from cli_host import write_cli_host
 
 from pci_passthrough.cli import main
 
@@ -14,8 +14,8 @@ ORPHAN = "pcipt-4f1a2b3c-0000-4000-8000-00000000abce-0"
 
 
 @pytest.fixture
-def conf(tmp_path, libvirt_conn):  # noqa: F811
-    yield write_conf(tmp_path)
+def conf(tmp_path, libvirt_conn):
+    yield write_cli_host(tmp_path)
     for net in libvirt_conn.listAllNetworks(0):
         if net.name().startswith("pcipt-"):
             if net.isActive():
@@ -32,7 +32,7 @@ def test_a_clean_host_exits_0_and_doctor_alone_writes_nothing(
     assert (tmp_path / "claims.db").exists()
 
 
-def test_findings_exit_1_and_fix_repairs_them(conf, libvirt_conn,  # noqa: F811
+def test_findings_exit_1_and_fix_repairs_them(conf, libvirt_conn,
                                               capsys):
     libvirt_conn.networkDefineXML(
         f"<network><name>{ORPHAN}</name><forward mode='bridge'>"
@@ -75,7 +75,7 @@ def test_an_unhealthy_pf_is_a_finding_fix_cannot_clear(conf, tmp_path,
 
 
 def test_an_unusable_ledger_exits_2(tmp_path, capsys):
-    path = write_conf(tmp_path)
+    path = write_cli_host(tmp_path)
     (tmp_path / "claims.db").mkdir()
     assert main.main(["--config-file", path, "doctor"]) == 2
     err = capsys.readouterr().err

@@ -3,9 +3,9 @@ against a closed loopback port here; the functional tier talks to a real
 Placement)."""
 
 import json
-import socket
 
 import pytest
+from conf_files import closed_port, write_demo_host_conf, write_placement_conf
 
 from pci_passthrough.cli import demo_hosts, main
 from pci_passthrough.fixtures import sysfs_tree as st
@@ -15,14 +15,7 @@ from pci_passthrough.placement import names
 @pytest.fixture
 def conf_file(tmp_path):
     st.build_tree(tmp_path / "sys", demo_hosts.DEMO_HOST_A)
-    lines = ["[pci_passthrough]", "nodename = cmp1",
-             f"sysfs_root = {tmp_path / 'sys'}",
-             f"state_path = {tmp_path / 'claims.sqlite3'}"]
-    lines += [f"device_spec = {s}" for s in demo_hosts.DEMO_DEVICE_SPECS]
-    lines += [f"flavor = {f}" for f in demo_hosts.DEMO_FLAVORS]
-    path = tmp_path / "host.conf"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_demo_host_conf(tmp_path, "cmp1")
 
 
 def run(capsys, *argv):
@@ -69,13 +62,8 @@ def test_unknown_flavor_is_one_line(conf_file, capsys) -> None:
 
 def test_sync_with_placement_unreachable_is_one_line(conf_file, tmp_path,
                                                      capsys) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port once the socket is closed.
-    client = tmp_path / "placement.conf"
-    client.write_text(f"[placement]\nauth_type = admin_token\nendpoint = "
-                      f"http://127.0.0.1:{port}\ntoken = admin\n")
+    port = closed_port()
+    client = write_placement_conf(tmp_path / "placement.conf", port)
     code, out, err = run(capsys, "--config-file", conf_file,
                          "--config-file", client, "placement", "sync")
     assert code == 1 and out == ""

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from conf_files import write_host_conf
 
 from pci_passthrough.cli import main
 from pci_passthrough.fixtures import sysfs_tree as st
@@ -20,15 +21,12 @@ def host(tmp_path):
                     netdev="ens1f0"),
     )))
     state = tmp_path / "state"
-    conf = tmp_path / "pci.conf"
-    conf.write_text("\n".join([
-        "[pci_passthrough]",
-        f"sysfs_root = {root}",
-        f"state_path = {state / 'claims.db'}",
-        'device_spec = {"vendor_id": "8086", "product_id": "154c", '
-        '"physical_network": "physnet1"}',
-        'flavor = {"name": "net1", "physical_network": "physnet1"}',
-    ]) + "\n")
+    conf = write_host_conf(
+        tmp_path / "pci.conf", sysfs_root=root,
+        state_path=state / "claims.db",
+        device_specs=['{"vendor_id": "8086", "product_id": "154c", '
+                      '"physical_network": "physnet1"}'],
+        flavors=['{"name": "net1", "physical_network": "physnet1"}'])
     return str(conf), state
 
 

@@ -8,6 +8,7 @@ import uuid
 
 import libvirt
 import pytest
+from conf_files import write_section
 from config_strategies import profile
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -37,9 +38,7 @@ def parsed(path=None, *extra_opts: cfg.Opt) -> cfg.ConfigOpts:
 
 
 def conf_file(tmp_path, *lines: str):
-    path = tmp_path / "pci.conf"
-    path.write_text("[pci_passthrough]\n" + "\n".join(lines) + "\n")
-    return path
+    return write_section(tmp_path / "pci.conf", *lines)
 
 
 def one_line(err: BaseException, option: str) -> str:

@@ -5,7 +5,7 @@ import os
 
 import libvirt
 import pytest
-from agent_hosts import AgentHost, Clock, memory_netdevs
+from agent_hosts import AgentHost, Clock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
@@ -28,22 +28,21 @@ OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 
 class Host(AgentHost):
     def __init__(self, workdir):
-        super().__init__(workdir, LAYOUT, SPECS, FLAVORS)
+        super().__init__(workdir, LAYOUT, device_specs=SPECS,
+                         flavors=FLAVORS, clock=Clock(1_000_000.0),
+                         in_memory_netdevs=True)
         # libvirt's own network, as on a real host: never ours to touch.
         self.conn.networkDefineXML(
             "<network><name>default</name><forward mode='nat'/>"
             "<bridge name='virbr0'/><ip address='192.168.122.1' "
             "netmask='255.255.255.0'/></network>").create()
-        self.clock = Clock(1_000_000.0)
-        self.netdevs = memory_netdevs(self.tree)
-        self.agent = self.new_agent(netdev_access=self.netdevs,
-                                    clock=self.clock)
+        self.agent = self.new_agent()
 
     def net(self, name):
         return self.conn.networkLookupByName(name)
 
     def names(self):
-        return self.network_names()
+        return sorted(n.name() for n in self.conn.listAllNetworks(0))
 
     def plugged(self, inst=INST, ports=1):
         self.agent.claim(inst, [PortRequest(i, flavor="net1")
@@ -53,9 +52,8 @@ class Host(AgentHost):
 
 @pytest.fixture
 def host(tmp_path):
-    h = Host(tmp_path / "h")
-    yield h
-    h.close()
+    with Host(tmp_path / "h") as h:
+        yield h
 
 
 def kinds(report):

@@ -3,6 +3,7 @@ helpers as nova registers its own, and [pci_passthrough] nodename."""
 
 import socket
 
+from conf_files import write_placement_conf
 from oslo_config import cfg
 from stevedore import driver
 
@@ -14,10 +15,7 @@ def test_placement_group_has_keystoneauth_options(tmp_path) -> None:
     conf = cfg.ConfigOpts()
     placement_conf.register_placement_opts(conf)
     placement_conf.register_placement_opts(conf)  # idempotent
-    path = tmp_path / "p.conf"
-    path.write_text("[placement]\nauth_type = admin_token\n"
-                    "endpoint = http://127.0.0.1:1\ntoken = admin\n"
-                    "timeout = 7\n")
+    path = write_placement_conf(tmp_path / "p.conf", 1, timeout=7)
     conf(["--config-file", str(path)], default_config_files=[])
     assert conf.placement.service_type == "placement"
     assert conf.placement.valid_interfaces == ["internal", "public"]

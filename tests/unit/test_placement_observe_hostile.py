@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conf_files import write_placement_conf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oslo_config import cfg
@@ -91,11 +92,9 @@ def server() -> Iterator[http.server.ThreadingHTTPServer]:
 
 @pytest.fixture(scope="module")
 def client(server, tmp_path_factory) -> PlacementClient:
-    path = tmp_path_factory.mktemp("hostile") / "placement.conf"
-    path.write_text(
-        f"[placement]\nauth_type = admin_token\nendpoint = "
-        f"http://127.0.0.1:{server.server_address[1]}\ntoken = admin\n"
-        f"timeout = 2\n")
+    path = write_placement_conf(
+        tmp_path_factory.mktemp("hostile") / "placement.conf",
+        server.server_address[1], timeout=2)
     conf = cfg.ConfigOpts()
     register_placement_opts(conf)
     conf(["--config-file", str(path)], default_config_files=[],

@@ -29,13 +29,12 @@ import os
 import pathlib
 import re
 import shutil
-import sys
 import tempfile
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+from watched_scan import outside_root, scan_watched
 
 from pci_passthrough import sysfs_scan
 from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF, ScanResult
@@ -261,46 +260,6 @@ def corrupt(data: hst.DataObject, tree: st.BuiltTree,
     return done
 
 
-def scan_watched(root: pathlib.Path) -> tuple[ScanResult, list[str]]:
-    box: dict[str, object] = {}
-    accesses: list[str] = []
-
-    def run() -> None:
-        _recording.append(accesses)
-        try:
-            box["result"] = sysfs_scan.scan(root)
-        except BaseException as exc:  # handed to the test thread
-            box["error"] = exc
-        finally:
-            _recording.remove(accesses)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(30)
-    if worker.is_alive():
-        pytest.fail(f"the scan of {root} did not return within 30 s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    result = box["result"]
-    assert isinstance(result, ScanResult)
-    return result, accesses
-
-
-_recording: list[list[str]] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    # Only the scanner's own calls count (not logging reading a source).
-    if (_recording and event in ("open", "os.scandir", "os.listdir")
-            and isinstance(args[0], (str, bytes))
-            and sys._getframe(1).f_globals.get("__name__")
-            == sysfs_scan.__name__):
-        _recording[-1].append(os.fsdecode(args[0]))
-
-
-sys.addaudithook(_audit)
-
-
 def check_well_formed(result: ScanResult) -> None:
     for dev in result.devices:
         assert ADDRESS.fullmatch(dev.address), dev
@@ -330,11 +289,9 @@ def test_scan_of_a_broken_tree_keeps_its_invariants(layout, data):
         known = targets(tree)
         done = corrupt(data, tree, decoy)
 
-        result, accesses = scan_watched(tree.root)
+        result, accesses = scan_watched(tree.root, 30)
 
-        real = os.path.realpath(tree.root)
-        outside = [p for p in accesses
-                   if not os.path.realpath(p).startswith(real + "/")]
+        outside = outside_root(tree.root, accesses)
         assert outside == []
         check_well_formed(result)
         before = pristine.by_address()
@@ -421,7 +378,7 @@ def test_values_a_few_characters_from_valid_are_refused(one_tree, data):
         return  # a value the kernel could write: not a corruption
     target.path.write_bytes(garbage)
     try:
-        result, _ = scan_watched(one_tree.tree.root)
+        result, _ = scan_watched(one_tree.tree.root, 30)
     finally:
         target.path.write_bytes(valid)
     assert str(target.path) in {e.path for e in result.errors}, (

@@ -15,9 +15,9 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
+from watched_scan import opened, outside_root, scan_watched
 
 from pci_passthrough import exception, sysfs_scan
 from pci_passthrough.device import ScanResult
@@ -32,65 +32,13 @@ OTHER_VFS = ("0000:3b:02.0", "0000:3b:02.1")
 EVERYTHING = {PF, *VFS, OTHER_PF, *OTHER_VFS}
 WITH_PF = {PF, *VFS}
 
-_recording: list[list[str]] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    # os.open raises "open", os.scandir and os.listdir their own events;
-    # lstat, readlink and realpath raise none.  Only the scanner's own
-    # calls count (not, say, logging reading a source file).
-    if (_recording and event in ("open", "os.scandir", "os.listdir")
-            and isinstance(args[0], (str, bytes))
-            and sys._getframe(1).f_globals.get("__name__")
-            == sysfs_scan.__name__):
-        _recording[-1].append(os.fsdecode(args[0]))
-
-
-sys.addaudithook(_audit)
-
-
 def scan(root: pathlib.Path, seconds: float = 20.0) -> ScanResult:
     """Scan under a watchdog, and check nothing outside the root was
     opened or listed."""
-    box: dict[str, object] = {}
-    accesses: list[str] = []
-
-    def run() -> None:
-        _recording.append(accesses)
-        try:
-            box["result"] = sysfs_scan.scan(root)
-        except BaseException as exc:  # handed to the test thread
-            box["error"] = exc
-        finally:
-            _recording.remove(accesses)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        pytest.fail(f"the scan of {root} did not return within {seconds} "
-                    f"s: it blocks")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    # Where each path leads now, links and all: a path that reads as
-    # inside but goes through a link out of the tree is outside.
-    real = os.path.realpath(root)
-    outside = [p for p in accesses
-               if not os.path.realpath(p).startswith(real + "/")]
+    result, accesses = scan_watched(root, seconds)
+    outside = outside_root(root, accesses)
     assert outside == [], f"opened or listed outside the root: {outside}"
-    result = box["result"]
-    assert isinstance(result, ScanResult)
     return result
-
-
-def opened(root: pathlib.Path) -> list[str]:
-    accesses: list[str] = []
-    _recording.append(accesses)
-    try:
-        sysfs_scan.scan(root)
-    finally:
-        _recording.remove(accesses)
-    return accesses
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import threading
 import uuid
 
 import pytest
+from conf_files import write_host_conf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
@@ -326,12 +327,9 @@ def test_two_trackers_on_one_ledger_stay_consistent(host):
 def test_a_second_process_claims_through_the_same_ledger(host, tmp_path):
     agent = host.tracker()
     mine = agent.claim(new_uuid(), [PortRequest(0, flavor="grp1")])[0]
-    conf = tmp_path / "pci.conf"
-    lines = ["[pci_passthrough]", f"sysfs_root = {host.root}",
-             f"state_path = {host.ledger_path}"]
-    lines += [f"device_spec = {s}" for s in SPECS]
-    lines += [f"flavor = {f}" for f in FLAVORS]
-    conf.write_text("\n".join(lines) + "\n")
+    conf = write_host_conf(tmp_path / "pci.conf", sysfs_root=host.root,
+                           state_path=host.ledger_path,
+                           device_specs=SPECS, flavors=FLAVORS)
     other = new_uuid()
     proc = subprocess.run(
         [sys.executable, "-m", "pci_passthrough.cli.main", "--config-file",

@@ -5,16 +5,15 @@ an instance migrating away is left to Nova's migration consumer; the
 CLI exits 0, 1 or 2, and 2 (Placement unreachable) changes nothing."""
 
 import json
-import socket
 import subprocess
 import sys
 import uuid
 
 import pytest
+from conf_files import closed_port, write_demo_host_conf, write_placement_conf
 from placement_hosts import agent_host
 
 from pci_passthrough import HostAgent, PortRequest
-from pci_passthrough.cli import demo_hosts
 from pci_passthrough.doctor import PLACEMENT_KINDS
 from pci_passthrough.placement.host import host_view
 from pci_passthrough.placement.sync import Reporter
@@ -244,15 +243,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def _host_conf_file(tmp_path, node: str):
-    conf = tmp_path / "host.conf"
-    lines = ["[pci_passthrough]", f"nodename = {node}",
-             f"sysfs_root = {tmp_path / 'sys'}",
-             f"state_path = {tmp_path / 'claims.sqlite3'}",
-             "network_driver = noop"]
-    lines += [f"device_spec = {s}" for s in demo_hosts.DEMO_DEVICE_SPECS]
-    lines += [f"flavor = {f}" for f in demo_hosts.DEMO_FLAVORS]
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
+    return write_demo_host_conf(tmp_path, node, network_driver="noop")
 
 
 def test_cli_doctor_with_placement_exits_1_then_0(
@@ -282,13 +273,8 @@ def test_cli_doctor_with_placement_unreachable_exits_2_changing_nothing(
         agent.claim(str(uuid.uuid4()), ports("net1"))
     ledger = tmp_path / "claims.sqlite3"
     before = ledger.read_bytes()
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    client_conf = tmp_path / "placement.conf"
-    client_conf.write_text(
-        f"[placement]\nauth_type = admin_token\nendpoint = "
-        f"http://127.0.0.1:{port}\ntoken = admin\ntimeout = 2\n")
+    client_conf = write_placement_conf(tmp_path / "placement.conf",
+                                       closed_port(), timeout=2)
     args = ["--config-file", str(_host_conf_file(tmp_path,
                                                  "cmp-unreachable")),
             "--config-file", str(client_conf), "doctor"]

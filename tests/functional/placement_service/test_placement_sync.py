@@ -11,6 +11,7 @@ import sys
 import uuid
 
 import pytest
+from conf_files import write_demo_host_conf, write_placement_conf
 
 from pci_passthrough import devspec, exception, sysfs_scan
 from pci_passthrough.claims import PortRequest
@@ -308,13 +309,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_cli_sync_twice_and_request(tmp_path, placement_conf_file,
                                     client, nodename) -> None:
     host = Host(tmp_path, nodename())
-    conf = tmp_path / "host.conf"
-    lines = ["[pci_passthrough]", f"nodename = {host.nodename}",
-             f"sysfs_root = {tmp_path / 'sys'}",
-             f"state_path = {tmp_path / 'claims.sqlite3'}"]
-    lines += [f"device_spec = {s}" for s in demo_hosts.DEMO_DEVICE_SPECS]
-    lines += [f"flavor = {f}" for f in demo_hosts.DEMO_FLAVORS]
-    conf.write_text("\n".join(lines) + "\n")
+    conf = write_demo_host_conf(tmp_path, host.nodename)
     args = ["--config-file", str(conf), "--config-file",
             str(placement_conf_file), "placement"]
     refused = _cli(*args, "sync")
@@ -357,17 +352,9 @@ def test_cli_sync_timeout_is_one_line_and_ledger_untouched(
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        client_conf = tmp_path / "placement.conf"
-        client_conf.write_text(
-            f"[placement]\nauth_type = admin_token\nendpoint = "
-            f"http://127.0.0.1:{port}\ntoken = admin\ntimeout = 1\n")
-        conf = tmp_path / "host.conf"
-        conf.write_text(
-            f"[pci_passthrough]\nnodename = cmp-timeout\n"
-            f"sysfs_root = {tmp_path / 'sys'}\nstate_path = {ledger}\n"
-            + "".join(f"device_spec = {s}\n"
-                      for s in demo_hosts.DEMO_DEVICE_SPECS)
-            + "".join(f"flavor = {f}\n" for f in demo_hosts.DEMO_FLAVORS))
+        client_conf = write_placement_conf(tmp_path / "placement.conf",
+                                           port, timeout=1)
+        conf = write_demo_host_conf(tmp_path, "cmp-timeout")
         result = _cli("--config-file", str(conf), "--config-file",
                       str(client_conf), "placement", "sync")
     assert result.returncode == 1
@@ -415,13 +402,7 @@ def test_cli_sync_on_a_failing_placement_is_one_line(
         db.commit()
         db.close()
         client_conf = server.write_client_config(tmp_path / "p.conf")
-        conf = tmp_path / "host.conf"
-        conf.write_text(
-            f"[pci_passthrough]\nnodename = cmp-broken\n"
-            f"sysfs_root = {tmp_path / 'sys'}\nstate_path = {ledger}\n"
-            + "".join(f"device_spec = {s}\n"
-                      for s in demo_hosts.DEMO_DEVICE_SPECS)
-            + "".join(f"flavor = {f}\n" for f in demo_hosts.DEMO_FLAVORS))
+        conf = write_demo_host_conf(tmp_path, "cmp-broken")
         result = _cli("--config-file", str(conf), "--config-file",
                       str(client_conf), "placement", "sync")
     assert result.returncode == 1
