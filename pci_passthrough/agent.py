@@ -458,12 +458,10 @@ class HostAgent:
             if fix:
                 findings = self._repair_all(findings, placement)
             self.metrics.doctor_ran(
-                f.kind.value.replace("-", "_") for f in findings
-                if not f.fixed)
+                f.kind.label for f in findings if not f.fixed)
             for finding in findings:
                 if finding.fixed:
-                    self.metrics.doctor_repair(
-                        finding.kind.value.replace("-", "_"))
+                    self.metrics.doctor_repair(finding.kind.label)
                     LOG.info("Doctor fixed %s: %s (%s)", finding.subject,
                              finding.problem, finding.repair)
                 elif fix:
@@ -1029,9 +1027,7 @@ class HostAgent:
 
     def _repair(self, finding: Finding) -> Finding:
         if not finding.fixable:
-            return dataclasses.replace(
-                finding, left="not safe to repair automatically: "
-                               + finding.repair)
+            return finding.unsafe()
         try:
             why = self._apply(finding)
         except exception.PciPassthroughError as exc:

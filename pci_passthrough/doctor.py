@@ -49,6 +49,11 @@ class FindingKind(enum.StrEnum):
     #: here explains.
     PLACEMENT_CONSUMER = "placement-consumer"
 
+    @property
+    def label(self) -> str:
+        """The kind as a metric label value (``-`` as ``_``)."""
+        return self.value.replace("-", "_")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finding:
@@ -71,6 +76,11 @@ class Finding:
     fixable: bool
     fixed: bool = False
     left: str | None = None
+
+    def unsafe(self) -> "Finding":
+        """This finding, left: --fix does not repair it."""
+        return dataclasses.replace(
+            self, left="not safe to repair automatically: " + self.repair)
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "subject": self.subject,

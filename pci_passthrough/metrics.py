@@ -163,6 +163,18 @@ def _check_tag_labels(tag_labels: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+
+def _kind_value(what: str, kind: object) -> str:
+    """A kind label's value (a StrEnum member counts under its value).
+
+    :raises InvalidMetricsInput: not a kind name.
+    """
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise InvalidMetricsInput(
+            what=f"{what} {kind!r}", reason="not a kind name",
+            expected="lower-case letters, digits and _, 1 to 64")
+    return str(kind)
+
 def pool_label_names(tags: Iterable[str]) -> tuple[str, ...]:
     """The device_spec tag names that can be pool labels, sorted: those
     that are Prometheus label names and not reserved."""
@@ -294,12 +306,8 @@ class Metrics(Collector):
         reads 0."""
         counts: dict[str, int] = {}
         for kind in left:
-            if not isinstance(kind, str) or not _KIND.match(kind):
-                raise InvalidMetricsInput(
-                    what=f"doctor finding kind {kind!r}",
-                    reason="not a kind name",
-                    expected="lower-case letters, digits and _, 1 to 64")
-            counts[str(kind)] = counts.get(str(kind), 0) + 1
+            value = _kind_value("doctor finding kind", kind)
+            counts[value] = counts.get(value, 0) + 1
         with self._lock:
             known = set(self._findings) | set(counts)
             if len(known) > MAX_LABEL_VALUES:
@@ -356,11 +364,7 @@ class Metrics(Collector):
 
     def _add_kind(self, table: dict[str, int], what: str,
                   kind: str) -> None:
-        if not isinstance(kind, str) or not _KIND.match(kind):
-            raise InvalidMetricsInput(
-                what=f"{what} {kind!r}", reason="not a kind name",
-                expected="lower-case letters, digits and _, 1 to 64")
-        value = str(kind)  # a StrEnum member counts under its value
+        value = _kind_value(what, kind)
         with self._lock:
             if value not in table and len(table) >= MAX_LABEL_VALUES:
                 raise InvalidMetricsInput(

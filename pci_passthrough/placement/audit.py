@@ -27,9 +27,8 @@ from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
-    consumer_units,
+    ledger_units,
 )
-from pci_passthrough.states import PortState
 
 #: Inventory fields sync writes: a difference in any is a finding.
 INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit",
@@ -262,15 +261,13 @@ def _allocation_findings(tree: ProviderTree,
                          observed: Observed,
                          retired: Mapping[str, ObservedProvider]
                          ) -> list[Finding]:
-    units, unmapped = consumer_units(tree, records)
-    classes = {p.name: p.resource_class for p in tree.providers}
-    leaving = {r.instance_uuid for r in records
-               if r.state == PortState.OUTGOING}
-    # A held device the tree lacks: its units' provider is unknown, and
-    # doctor's device-gone finding names the instance already.
-    partial = {r.instance_uuid for r in unmapped}
+    # An instance holding a device the tree lacks is left alone: its
+    # units' provider is unknown, and doctor's device-gone finding names
+    # it already.
+    ledger = ledger_units(tree, records)
+    in_tree = {p.name for p in tree.providers}
     ours = {name: rp for name, rp in observed.providers.items()
-            if name in classes or name in retired}
+            if name in in_tree or name in retired}
     have: dict[str, dict[str, dict[str, int]]] = {}
     for name, rp in ours.items():
         for consumer, resources in rp.allocations.items():
@@ -278,10 +275,7 @@ def _allocation_findings(tree: ProviderTree,
             if held:
                 have.setdefault(consumer, {})[name] = held
     found = []
-    known = set(units) | partial | leaving
-    for consumer in sorted(set(units) - partial - leaving):
-        want = {name: {classes[name]: n}
-                for name, n in units[consumer].items()}
+    for consumer, want in sorted(ledger.wanted.items()):
         if have.get(consumer, {}) == want:
             continue
         found.append(Finding(
@@ -291,9 +285,9 @@ def _allocation_findings(tree: ProviderTree,
             "write its units on this host's providers from the ledger, "
             "keeping its other allocations (placement sync)",
             fixable=True))
-    for consumer in sorted(set(have) - known):
+    for consumer in sorted(set(have) - ledger.known):
         kind = observed.consumer_types.get(consumer)
-        if kind == MIGRATION_CONSUMER and leaving:
+        if kind == MIGRATION_CONSUMER and ledger.leaving:
             continue  # the source's units of a migration under way
         why = ("a migration's allocation, while no migration away from "
                "this host is recorded" if kind == MIGRATION_CONSUMER

@@ -18,8 +18,7 @@ from typing import Any
 
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.placement import names
-from pci_passthrough.placement.tree import ProviderTree, consumer_units
-from pci_passthrough.states import PortState
+from pci_passthrough.placement.tree import ProviderTree, ledger_units
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,22 +90,17 @@ def _heal(provider_tree: Any, tree: ProviderTree,
     providers (the tree's and the retired ones still there) made the
     ledger's, its other allocations kept; an instance migrating away is
     left alone (its units here are the migration consumer's)."""
-    units, unmapped = consumer_units(tree, records)
-    partial = {r.instance_uuid for r in unmapped}
-    leaving = {r.instance_uuid for r in records
-               if r.state == PortState.OUTGOING}
     uuids = {p.name: provider_tree.data(p.name).uuid
              for p in tree.providers}
-    classes = {p.name: p.resource_class for p in tree.providers}
     ours = set(uuids.values()) | retired
     healed = []
     # As nova: only consumers Placement already has.
-    for consumer, held in sorted(units.items()):
-        if consumer not in allocations or consumer in partial | leaving:
+    for consumer, by_name in sorted(ledger_units(tree, records)
+                                    .wanted.items()):
+        if consumer not in allocations:
             continue
         current = allocations[consumer].setdefault("allocations", {})
-        want = {uuids[name]: {classes[name]: n}
-                for name, n in held.items()}
+        want = {uuids[name]: res for name, res in by_name.items()}
         have = {rp: dict(a.get("resources", {}))
                 for rp, a in current.items() if rp in ours}
         if have == want:

@@ -46,14 +46,14 @@ def repair(client: PlacementClient, tree: ProviderTree,
     except exception.PciPassthroughError as exc:
         why = f"placement sync failed: {exc}"
         return PlacementRepair(tuple(
-            dataclasses.replace(f, left=why) if f.fixable else _unsafe(f)
+            dataclasses.replace(f, left=why) if f.fixable else f.unsafe()
             for f in findings), None)
     still = {(f.kind, f.subject): f for f in after}
     result = []
     for finding in findings:
         now = still.pop((finding.kind, finding.subject), None)
         if not finding.fixable:
-            result.append(_unsafe(now or finding))
+            result.append((now or finding).unsafe())
         elif now is None:
             result.append(dataclasses.replace(finding, fixed=True))
         else:
@@ -61,14 +61,8 @@ def repair(client: PlacementClient, tree: ProviderTree,
                 finding, left=f"still differs after placement sync: "
                               f"{now.problem}"))
     for new in still.values():
-        result.append(_unsafe(new) if not new.fixable else
+        result.append(new.unsafe() if not new.fixable else
                       dataclasses.replace(
                           new, left="appeared after the repairs: run "
                                     "doctor --fix again"))
     return PlacementRepair(tuple(result), uuids)
-
-
-def _unsafe(finding: Finding) -> Finding:
-    return dataclasses.replace(
-        finding, left="not safe to repair automatically: "
-                      + finding.repair)

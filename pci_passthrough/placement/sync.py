@@ -23,9 +23,8 @@ from pci_passthrough.placement.client import PlacementClient, Response
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
-    consumer_units,
+    ledger_units,
 )
-from pci_passthrough.states import PortState
 
 LOG = logging.getLogger(__name__)
 
@@ -311,13 +310,9 @@ class Reporter:
         An instance migrating away is left as it is: Nova holds its
         units here under the migration's consumer while it moves.
         """
-        units, unmapped = consumer_units(tree, records)
-        report.unmapped = sorted(r.address for r in unmapped)
-        classes = {p.name: p.resource_class for p in tree.providers}
+        ledger = ledger_units(tree, records)
+        report.unmapped = sorted(r.address for r in ledger.unmapped)
         ours = set(uuids.values()) | set(retired)
-        leaving = {r.instance_uuid for r in records
-                   if r.state == PortState.OUTGOING}
-        known = set(units) | {r.instance_uuid for r in unmapped} | leaving
         # What each consumer holds on our providers, read per provider:
         # a consumer already right costs no read of its own.
         have: dict[str, dict[str, dict[str, int]]] = {}
@@ -328,14 +323,12 @@ class Reporter:
                 held = {rc: n for rc, n in alloc["resources"].items() if n}
                 if held:
                     have.setdefault(consumer, {})[uuid] = held
-        report.unknown_consumers = sorted(set(have) - known)
+        report.unknown_consumers = sorted(set(have) - ledger.known)
         # An instance whose device vanished still holds it: its units
-        # are not lowered to what the tree can still see.
-        partial = {r.instance_uuid for r in unmapped}
+        # are not lowered to what the tree can still see (left_alone).
         stale = {}
-        for consumer in sorted(set(units) - partial - leaving):
-            wanted = {uuids[name]: {classes[name]: n}
-                      for name, n in units[consumer].items()}
+        for consumer, by_name in sorted(ledger.wanted.items()):
+            wanted = {uuids[name]: res for name, res in by_name.items()}
             if have.get(consumer, {}) != wanted:
                 stale[consumer] = wanted
         names = sorted(stale)

@@ -22,6 +22,7 @@ from pci_passthrough.devspec import DeviceSpecList
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.placement import names
 from pci_passthrough.placement.names import RESOURCE_CLASS_TAG
+from pci_passthrough.states import PortState
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,3 +177,44 @@ def consumer_units(tree: ProviderTree, records: Sequence[LedgerRecord]
         held = units.setdefault(rec.instance_uuid, {})
         held[provider.name] = held.get(provider.name, 0) + 1
     return units, unmapped
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerUnits:
+    """What the ledger says Placement should hold on this host's
+    providers, for the comparisons and heals that share it."""
+
+    #: Instance -> provider name -> {resource class: units}: each
+    #: instance whose units here are the ledger's to say.
+    wanted: dict[str, dict[str, dict[str, int]]]
+    #: Records whose device the tree lacks (vanished, or no longer
+    #: assignable).
+    unmapped: tuple[LedgerRecord, ...]
+    #: Instances migrating away: Nova holds their units here under the
+    #: migration's consumer while they move.
+    leaving: frozenset[str]
+    #: Instances left as they are: those migrating away, and those
+    #: holding an unmapped device (its units' provider is unknown).
+    left_alone: frozenset[str]
+
+    @property
+    def known(self) -> frozenset[str]:
+        """Every instance the ledger holds devices for."""
+        return frozenset(self.wanted) | self.left_alone
+
+
+def ledger_units(tree: ProviderTree, records: Sequence[LedgerRecord]
+                 ) -> LedgerUnits:
+    """The units each instance must hold on the tree's providers (one
+    per held VF, in its provider's class), and the instances that are
+    not compared or healed."""
+    units, unmapped = consumer_units(tree, records)
+    classes = {p.name: p.resource_class for p in tree.providers}
+    leaving = frozenset(r.instance_uuid for r in records
+                        if r.state == PortState.OUTGOING)
+    left_alone = leaving | {r.instance_uuid for r in unmapped}
+    wanted = {consumer: {name: {classes[name]: n}
+                         for name, n in held.items()}
+              for consumer, held in units.items()
+              if consumer not in left_alone}
+    return LedgerUnits(wanted, tuple(unmapped), leaving, left_alone)
