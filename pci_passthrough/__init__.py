@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pci_passthrough.agent import HostAgent, PluggedPort, StartReport
-    from pci_passthrough.claims import (
+    from pci_passthrough.model.claims import (
         Allocation,
         Explanation,
         PortRequest,
@@ -26,9 +26,9 @@ _EXPORTS = {
     "HostAgent": "pci_passthrough.agent",
     "PluggedPort": "pci_passthrough.agent",
     "StartReport": "pci_passthrough.agent",
-    "Allocation": "pci_passthrough.claims",
-    "Explanation": "pci_passthrough.claims",
-    "PortRequest": "pci_passthrough.claims",
+    "Allocation": "pci_passthrough.model.claims",
+    "Explanation": "pci_passthrough.model.claims",
+    "PortRequest": "pci_passthrough.model.claims",
 }
 
 __all__ = ["Allocation", "Explanation", "HostAgent", "PluggedPort",

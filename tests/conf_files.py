@@ -13,7 +13,7 @@ import pathlib
 import socket
 from collections.abc import Iterable
 
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough.demo import hosts as demo_hosts
 
 PLACEMENT_TOKEN = "admin"
 

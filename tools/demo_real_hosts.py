@@ -22,10 +22,10 @@ from lxml import etree
 
 from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import host_conf
+from pci_passthrough.model.claims import PortRequest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]
                        / "tests" / "functional"))

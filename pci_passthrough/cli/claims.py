@@ -14,10 +14,10 @@ from oslo_config import cfg
 
 from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
-from pci_passthrough.claims import Allocation, PortRequest
 from pci_passthrough.cli import output
 from pci_passthrough.cli.scan import add_sysfs_root_argument, sysfs_root
-from pci_passthrough.instance_id import canonical_uuid
+from pci_passthrough.model.claims import Allocation, PortRequest
+from pci_passthrough.model.instance_id import canonical_uuid
 from pci_passthrough.tracker import HostTracker
 
 Action = Callable[[cfg.ConfigOpts], int]

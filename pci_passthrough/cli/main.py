@@ -2,7 +2,8 @@
 
 It parses the command line with oslo.config, so --config-file,
 --config-dir, --debug and --log-file work as in every OpenStack service.
-Each subcommand lives in a module of this package, which offers
+Each subcommand lives in a module of this package (the demo's in
+pci_passthrough.demo), which offers
 ``add_parsers(subparsers)``; a parser sets ``action_fn`` to a callable
 taking the ConfigOpts and returning the exit code, and may set
 ``register_opts_fn`` to register only the library options it reads
@@ -25,34 +26,41 @@ from typing import TypeAlias
 
 from oslo_config import cfg
 
-from pci_passthrough import exception, opts, settings
+from pci_passthrough import exception
 from pci_passthrough.cli import log_setup
+from pci_passthrough.config import opts, settings
 
 LOG = logging.getLogger(__name__)
 
-#: Every command: name -> (its module in pci_passthrough.cli, its help),
-#: in the order --help lists them. A unit test checks the table against
-#: what the modules declare.
+#: Every command: name -> (its module, its help), in the order --help
+#: lists them. A unit test checks the table against what the modules
+#: declare. The demo's command lives with the demo, above the CLI: no
+#: import of this package reaches it, only this table names it.
+_CLI = "pci_passthrough.cli."
 COMMANDS: dict[str, tuple[str, str]] = {
-    "scan": ("scan", "List the SR-IOV PFs and VFs found in sysfs."),
-    "explain": ("claims", "Say for every device whether it serves a "
-                          "flavor, and if not, why."),
-    "claims": ("claims", "List who holds which device."),
-    "claim": ("claims", "Claim one device per flavor for an instance, all "
-                        "or nothing."),
-    "free": ("claims", "Delete an instance's networks, then free every "
-                       "device it holds."),
-    "doctor": ("doctor", "Find what differs between the ledger, sysfs, "
-                         "libvirt, the VF netdevs and Placement; --fix "
-                         "repairs what is safe."),
-    "metrics": ("metrics", "Print the VF pool metrics in the Prometheus "
-                           "text format (node_exporter textfile "
-                           "collector)."),
-    "demo": ("demo", "Run the demo on embedded defaults (no daemon "
-                     "needed)."),
-    "placement": ("placement", "Report the SR-IOV VFs to OpenStack "
-                               "Placement, or show what would be reported "
-                               "and asked."),
+    "scan": (_CLI + "scan",
+             "List the SR-IOV PFs and VFs found in sysfs."),
+    "explain": (_CLI + "claims",
+                "Say for every device whether it serves a flavor, and if "
+                "not, why."),
+    "claims": (_CLI + "claims", "List who holds which device."),
+    "claim": (_CLI + "claims",
+              "Claim one device per flavor for an instance, all or "
+              "nothing."),
+    "free": (_CLI + "claims",
+             "Delete an instance's networks, then free every device it "
+             "holds."),
+    "doctor": (_CLI + "doctor",
+               "Find what differs between the ledger, sysfs, libvirt, the "
+               "VF netdevs and Placement; --fix repairs what is safe."),
+    "metrics": (_CLI + "metrics",
+                "Print the VF pool metrics in the Prometheus text format "
+                "(node_exporter textfile collector)."),
+    "demo": ("pci_passthrough.demo.command",
+             "Run the demo on embedded defaults (no daemon needed)."),
+    "placement": (_CLI + "placement",
+                  "Report the SR-IOV VFs to OpenStack Placement, or show "
+                  "what would be reported and asked."),
 }
 
 SubParsers: TypeAlias = (
@@ -75,9 +83,8 @@ def command_parsers(modules: Collection[str]
             if name in subparsers.choices:
                 continue
             if module_name in modules:
-                importlib.import_module(
-                    f"pci_passthrough.cli.{module_name}").add_parsers(
-                        subparsers)
+                importlib.import_module(module_name).add_parsers(
+                    subparsers)
             else:
                 subparsers.add_parser(name, help=help_text)
     return add

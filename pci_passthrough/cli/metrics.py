@@ -34,12 +34,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def run(conf: cfg.ConfigOpts) -> int:
+    from pci_passthrough.config.settings import load_settings
     from pci_passthrough.metrics import (
         Metrics,
         exposition,
         pool_label_names,
     )
-    from pci_passthrough.settings import load_settings
     from pci_passthrough.tracker import HostTracker
 
     labels = pool_label_names(load_settings(conf).device_specs.tag_names)

@@ -6,9 +6,10 @@ from typing import Any
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, opts, sysfs_scan
 from pci_passthrough.cli import output
-from pci_passthrough.device import PciDevice, ScanResult
+from pci_passthrough.config import devspec, opts
+from pci_passthrough.discovery import sysfs_scan
+from pci_passthrough.model.device import PciDevice, ScanResult
 
 
 def add_sysfs_root_argument(parser: argparse.ArgumentParser) -> None:

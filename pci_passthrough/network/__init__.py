@@ -7,22 +7,12 @@ from oslo_config import cfg
 from stevedore import ExtensionManager
 
 from pci_passthrough import exception
+from pci_passthrough.config.opts import NETWORK_DRIVERS_NAMESPACE
 
 if TYPE_CHECKING:
     from pci_passthrough.network.base import NetworkDriver
 
-NAMESPACE = "pci_passthrough.network_drivers"
-
-
-def driver_config_opts() -> list[cfg.Opt]:
-    """The CONFIG_OPTS of every installed network driver, each once."""
-    seen: dict[str, cfg.Opt] = {}
-    manager: ExtensionManager[Any] = ExtensionManager(
-        NAMESPACE, invoke_on_load=False)
-    for ext in sorted(manager, key=lambda e: e.name):
-        for opt in getattr(ext.plugin, "CONFIG_OPTS", ()):
-            seen.setdefault(opt.dest, opt)
-    return list(seen.values())
+NAMESPACE = NETWORK_DRIVERS_NAMESPACE
 
 
 def load_network_driver(conf: cfg.ConfigOpts,

@@ -14,6 +14,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from pci_passthrough import exception
+from pci_passthrough.config import opts
 from pci_passthrough.network import netxml
 from pci_passthrough.network.base import (
     NetworkDriver,
@@ -75,7 +76,7 @@ class LibvirtMacvtapDriver(NetworkDriver):
         cfg.StrOpt(
             "macvtap_mode",
             default="passthrough",
-            choices=netxml.MACVTAP_MODES,
+            choices=opts.MACVTAP_MODES,
             help="Forward mode of the per-instance macvtap networks. "
                  "passthrough gives the guest the VF's netdev alone and "
                  "lets it set the MAC; the others share the netdev.",

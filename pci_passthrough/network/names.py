@@ -7,7 +7,7 @@ nothing an API caller sends can reach libvirt's XML unchecked.
 import re
 
 from pci_passthrough import exception
-from pci_passthrough.instance_id import canonical_uuid
+from pci_passthrough.model.instance_id import canonical_uuid
 
 _SUFFIX = re.compile(
     r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"

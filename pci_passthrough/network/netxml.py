@@ -4,10 +4,9 @@ import dataclasses
 
 from lxml import etree
 
-from pci_passthrough.netdev_name import check_netdev
+from pci_passthrough.config.opts import MACVTAP_MODES
+from pci_passthrough.model.netdev_name import check_netdev
 from pci_passthrough.network.base import NetworkSpec
-
-MACVTAP_MODES = ("passthrough", "bridge", "private", "vepa")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

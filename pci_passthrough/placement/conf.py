@@ -16,17 +16,6 @@ PLACEMENT_GROUP = "placement"
 SERVICE_TYPE = "placement"
 VALID_INTERFACES = ["internal", "public"]
 
-nodename_opts = [
-    cfg.StrOpt(
-        "nodename",
-        help="Name of this host's compute node resource provider in "
-             "Placement (nova-compute's hypervisor_hostname); the PF "
-             "providers are named <nodename>_<PF address>. Default: the "
-             "host name.",
-    ),
-]
-
-
 def nodename(conf: cfg.ConfigOpts) -> str:
     """The option, or the host name when unset."""
     value: str | None = conf.pci_passthrough.nodename

@@ -6,8 +6,9 @@ import os
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, sysfs_scan
-from pci_passthrough.flavors import FlavorSet, parse_flavors
+from pci_passthrough.config import devspec
+from pci_passthrough.config.flavors import FlavorSet, parse_flavors
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.placement import conf as placement_conf
 from pci_passthrough.placement import requests

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.tree import ProviderTree, ledger_units
 
 

@@ -19,11 +19,14 @@ import urllib.parse
 from collections.abc import Collection, Iterable, Sequence
 
 from pci_passthrough import exception
-from pci_passthrough.device import DEV_TYPE_VF
-from pci_passthrough.flavors import FlavorSet, FlavorSpec
-from pci_passthrough.matching import UNENCODED
-from pci_passthrough.placement import names
-from pci_passthrough.placement.names import RESOURCE_CLASS_TAG, TRAITS_TAG
+from pci_passthrough.config.flavors import FlavorSet, FlavorSpec
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.model.device import DEV_TYPE_VF
+from pci_passthrough.model.device_attrs import UNENCODED
+from pci_passthrough.model.placement_names import (
+    RESOURCE_CLASS_TAG,
+    TRAITS_TAG,
+)
 
 #: Beyond this many queries a request is refused rather than sent.
 MAX_QUERIES = 64

@@ -17,12 +17,12 @@ from oslo_log import log as logging
 
 from pci_passthrough import exception
 from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
-from pci_passthrough.placement.audit import inventory_differs
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.client import PlacementClient, Response
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
+    inventory_differs,
     ledger_units,
 )
 

@@ -15,14 +15,17 @@ request exactly when the library's matcher gives its VFs to the flavor.
 import dataclasses
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
-from pci_passthrough import exception, health, matching
-from pci_passthrough.device import PciDevice
-from pci_passthrough.devspec import DeviceSpecList
+from pci_passthrough import exception
+from pci_passthrough.config.devspec import DeviceSpecList
+from pci_passthrough.discovery import health
 from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
-from pci_passthrough.placement.names import RESOURCE_CLASS_TAG
-from pci_passthrough.states import PortState
+from pci_passthrough.model import device_attrs
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.model.device import PciDevice
+from pci_passthrough.model.placement_names import RESOURCE_CLASS_TAG
+from pci_passthrough.model.states import PortState
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,9 +143,9 @@ def build_tree(nodename: str, devices: Iterable[PciDevice],
             continue
         # The matcher's own view of the device, so that Placement and
         # the host agree on its class and traits.
-        attrs = matching.device_attrs(dev, tags)
+        attrs = device_attrs.device_attrs(dev, tags)
         key = (dev.parent_addr, attrs[RESOURCE_CLASS_TAG],
-               matching.placement_traits(attrs, special_attributes))
+               device_attrs.placement_traits(attrs, special_attributes))
         groups.setdefault(key, []).append(dev.address)
     per_pf: dict[str, int] = {}
     for pf, _, _ in groups:
@@ -218,3 +221,36 @@ def ledger_units(tree: ProviderTree, records: Sequence[LedgerRecord]
               for consumer, held in units.items()
               if consumer not in left_alone}
     return LedgerUnits(wanted, tuple(unmapped), leaving, left_alone)
+
+
+#: The inventory fields the host writes and compares.
+INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit",
+                    "step_size", "allocation_ratio")
+
+
+def inventory_problems(have: Mapping[str, Mapping[str, Any]],
+                       want: Mapping[str, Mapping[str, Any]]
+                       ) -> list[str]:
+    """What differs between the inventory Placement ``have`` and the
+    one the host would write, ``want``, one line each."""
+    problems = []
+    for rc in sorted(set(have) - set(want)):
+        problems.append(f"inventory of {rc}, which the host does not "
+                        f"report")
+    for rc, inv in sorted(want.items()):
+        if rc not in have:
+            problems.append(f"no inventory of {rc} "
+                            f"(the host has {inv['total']})")
+            continue
+        for field in INVENTORY_FIELDS:
+            if field in inv and have[rc].get(field) != inv[field]:
+                problems.append(f"{rc} {field} {have[rc].get(field)!r}, "
+                                f"the host says {inv[field]!r}")
+    return problems
+
+
+def inventory_differs(have: Mapping[str, Mapping[str, Any]],
+                      want: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether writing ``want`` would change ``have`` (sync's compare
+    before write)."""
+    return bool(inventory_problems(have, want))

@@ -9,7 +9,7 @@ import pytest
 from agent_on_libvirtd import agent_conf
 
 from pci_passthrough import HostAgent, PortRequest
-from pci_passthrough.doctor import FindingKind
+from pci_passthrough.doctor.report import FindingKind
 
 pytestmark = pytest.mark.functional
 

@@ -15,11 +15,11 @@ import uuid
 import pytest
 
 from pci_passthrough import HostAgent, PortRequest
-from pci_passthrough.doctor import FindingKind
+from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import host_conf
-from pci_passthrough.netdev_access import NetlinkAccess
+from pci_passthrough.hygiene.access import NetlinkAccess
 
 pytestmark = pytest.mark.functional
 

@@ -25,14 +25,14 @@ from pyroute2.netlink.rtnl.marshal import (  # type: ignore[import-untyped]
 )
 from veth_netns import require_root, veth_namespace
 
-from pci_passthrough.netdev_state import (
+from pci_passthrough.hygiene import (
     NetdevGone,
     NetdevStateError,
     StepKind,
     from_json,
     to_json,
 )
-from pci_passthrough.netdev_state import netlink as nl
+from pci_passthrough.hygiene import netlink as nl
 
 pytestmark = pytest.mark.functional
 
@@ -230,8 +230,8 @@ def test_write_without_cap_net_admin_is_permission_denied(
     # nobody, which takes CAP_NET_ADMIN away for its writes.
     child = textwrap.dedent(f"""
         import os, sys
-        from pci_passthrough.netdev_state import from_json
-        from pci_passthrough.netdev_state import netlink as nl
+        from pci_passthrough.hygiene import from_json
+        from pci_passthrough.hygiene import netlink as nl
         links = nl.NetdevLinks({netns!r})
         os.setgroups([])
         os.setresgid(65534, 65534, 65534)

@@ -4,7 +4,7 @@ import libvirt_hosts
 import pytest
 from oslo_config import cfg
 
-from pci_passthrough import opts
+from pci_passthrough.config import opts
 from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkSpec

@@ -26,7 +26,7 @@ import pytest
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from veth_netns import require_root, veth_namespace
 
-from pci_passthrough.netdev_state import NetdevState, to_json
+from pci_passthrough.hygiene import NetdevState, to_json
 
 pytestmark = pytest.mark.functional
 
@@ -49,8 +49,9 @@ PRELUDE = textwrap.dedent("""
     from oslo_config import cfg
     from oslo_privsep import capabilities, priv_context
     from pyroute2 import netns
-    from pci_passthrough import opts, privsep
-
+    from pci_passthrough import privsep
+    from pci_passthrough.hygiene import privileged
+    from pci_passthrough.config import opts
     name, method, helper, *args = sys.argv[1:]
     netns.setns(name)
     cfg.CONF([], project="pcipt-privsep-test", default_config_files=[],
@@ -68,9 +69,9 @@ PRELUDE = textwrap.dedent("""
 # Restores one journalled state, directly and through privsep.
 ACCESS_CHILD = PRELUDE + textwrap.dedent("""
     from pci_passthrough import exception
-    from pci_passthrough.netdev_access import (
+    from pci_passthrough.hygiene.access import (
         NetlinkAccess, has_cap_net_admin, netlink_access)
-    from pci_passthrough.netdev_state import from_json, to_doc, to_json
+    from pci_passthrough.hygiene import from_json, to_doc, to_json
 
     drop_capabilities()
     out = {"caps": capabilities.get_caps(),
@@ -87,7 +88,7 @@ ACCESS_CHILD = PRELUDE + textwrap.dedent("""
     out["again"] = [s.kind.name for s in access.restore(journal)]
     out["read"] = to_json(access.read(journal.netdev))
     try:
-        privsep.restore_netdev_state(to_doc(journal) | {"netdev": "../x"})
+        privileged.restore_netdev_state(to_doc(journal) | {"netdev": "../x"})
         out["hostile"] = "accepted"
     except exception.InvalidNetdevName as exc:
         out["hostile"] = str(exc)
@@ -105,7 +106,7 @@ AGENT_CHILD = PRELUDE + textwrap.dedent("""
     from pci_passthrough import HostAgent, PortRequest
     from pci_passthrough.fixtures import sysfs_tree as st
     from pci_passthrough.fixtures.simulated_host import host_conf
-    from pci_passthrough.netdev_access import netlink_access
+    from pci_passthrough.hygiene.access import netlink_access
 
     work, guest_mac = pathlib.Path(args[0]), args[1]
     st.build_tree(work / "sys", st.HostLayout((st.PfLayout(
@@ -159,8 +160,8 @@ AGENT_CHILD = PRELUDE + textwrap.dedent("""
 HUNG_CHILD = PRELUDE + textwrap.dedent("""
     import os, pathlib, signal
     from pci_passthrough import exception
-    from pci_passthrough.netdev_access import netlink_access
-    from pci_passthrough.netdev_state import from_json
+    from pci_passthrough.hygiene.access import netlink_access
+    from pci_passthrough.hygiene import from_json
 
     def daemons():
         me = str(os.getpid())

@@ -5,11 +5,12 @@ import uuid
 
 import pytest
 
-from pci_passthrough import devspec, sysfs_scan
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough.config import devspec
+from pci_passthrough.demo import hosts as demo_hosts
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.provider_tree import update_provider_tree
 from pci_passthrough.placement.tree import build_tree
 

@@ -20,7 +20,7 @@ from pci_passthrough.agent import StartReport
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
-from pci_passthrough.netdev_state import NetdevState
+from pci_passthrough.hygiene import NetdevState
 from pci_passthrough.network.base import NetworkDriver
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 

@@ -16,9 +16,9 @@ from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.model.states import PortState, Repair
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.noop import NoopDriver
-from pci_passthrough.states import PortState, Repair
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
          '{"vendor_id": "15b3", "physical_network": "physnet2", '

@@ -11,8 +11,9 @@ from agent_hosts import AgentHost, new_uuid
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough import HostAgent, PortRequest, exception, sysfs_scan
-from pci_passthrough.devspec import parse_device_specs
+from pci_passthrough import HostAgent, PortRequest, exception
+from pci_passthrough.config.devspec import parse_device_specs
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.placement.tree import build_tree
 

@@ -12,13 +12,13 @@ from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.fixtures.simulated_host import simulated_host
-from pci_passthrough.netdev_access import (
+from pci_passthrough.hygiene import NetdevState, VfState
+from pci_passthrough.hygiene.access import (
     NetlinkAccess,
     NoNetdevAccess,
     PrivsepNetlinkAccess,
     has_cap_net_admin,
 )
-from pci_passthrough.netdev_state import NetdevState, VfState
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)

@@ -9,9 +9,9 @@ from agent_hosts import AgentHost, Clock
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.netdev_state import NetdevState
+from pci_passthrough.hygiene import NetdevState
+from pci_passthrough.model.states import PortState, Repair
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
-from pci_passthrough.states import PortState, Repair
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
 FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)

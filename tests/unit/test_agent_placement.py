@@ -11,10 +11,11 @@ import pytest
 from agent_hosts import AgentHost, new_uuid
 
 from pci_passthrough import PortRequest, exception
+from pci_passthrough.config.flavors import parse_flavors
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.flavors import parse_flavors
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.placement import names, requests
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.placement import requests
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
          '{"vendor_id": "15b3", "physical_network": "physnet1", '

@@ -41,7 +41,7 @@ sys.exit(code)
 HEAVY = {"pci_passthrough.agent", "pci_passthrough.tracker",
          "pci_passthrough.ledger", "pci_passthrough.network",
          "pci_passthrough.fixtures", "pci_passthrough.cli.claims",
-         "pci_passthrough.cli.demo", "libvirt", "lxml", "oslo_log.log",
+         "pci_passthrough.demo.run", "libvirt", "lxml", "oslo_log.log",
          "oslo_privsep", "pci_passthrough.privsep"}
 
 SCAN_KEYS = ["address", "dev_type", "vendor_id", "product_id",
@@ -187,7 +187,7 @@ def test_help_lists_every_command_and_loads_none(tmp_path):
                          proc.stdout, re.M), name
     assert "--debug" in proc.stdout and "--log-file" in proc.stdout
     assert not loaded & (HEAVY | {"pci_passthrough.cli.scan",
-                                  "pci_passthrough.sysfs_scan"})
+                                  "pci_passthrough.discovery.sysfs_scan"})
 
 
 def test_scan_loads_what_it_needs_only(tmp_path, host):
@@ -195,8 +195,8 @@ def test_scan_loads_what_it_needs_only(tmp_path, host):
                                   str(host), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["devices"]) == 5
-    assert {"pci_passthrough.cli.scan", "pci_passthrough.sysfs_scan"} <= \
-        loaded
+    assert {"pci_passthrough.cli.scan",
+            "pci_passthrough.discovery.sysfs_scan"} <= loaded
     assert not loaded & HEAVY
 
 
@@ -205,15 +205,16 @@ def test_debug_sets_oslo_log_up(tmp_path, host):
                                   "--sysfs-root", str(host))
     assert proc.returncode == 0, proc.stderr
     assert "oslo_log.log" in loaded
-    assert re.search(r" DEBUG pci_passthrough\.sysfs_scan \[-\] Scanned ",
-                     proc.stderr)
+    assert re.search(
+        r" DEBUG pci_passthrough\.discovery\.sysfs_scan \[-\] Scanned ",
+        proc.stderr)
 
 
 def declared_commands(module_name):
     """(name, help) of every parser the module declares, in order."""
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers()
-    module = importlib.import_module(f"pci_passthrough.cli.{module_name}")
+    module = importlib.import_module(module_name)
     module.add_parsers(subparsers)
     return [(action.dest, action.help)
             for action in subparsers._choices_actions]
@@ -292,7 +293,7 @@ def test_plain_logging_formats_lines_as_oslo_log(tmp_path):
     from oslo_log import formatters
 
     conf = parsed(tmp_path)
-    record = logging.LogRecord("pci_passthrough.sysfs_scan",
+    record = logging.LogRecord("pci_passthrough.discovery.sysfs_scan",
                                logging.WARNING, __file__, 1,
                                "Skipping SR-IOV device at %s: %s",
                                ("/sys/x", "gone"), None)
@@ -301,7 +302,8 @@ def test_plain_logging_formats_lines_as_oslo_log(tmp_path):
         datefmt=conf.log_date_format, config=conf)
     expected = oslo.format(logging.makeLogRecord(record.__dict__))
     assert log_setup.plain_formatter(conf).format(record) == expected
-    assert " WARNING pci_passthrough.sysfs_scan [-] Skipping " in expected
+    assert (" WARNING pci_passthrough.discovery.sysfs_scan [-] Skipping "
+            in expected)
 
 
 def test_default_logging_reports_a_skipped_device_on_stderr(tmp_path,
@@ -317,7 +319,7 @@ def test_default_logging_reports_a_skipped_device_on_stderr(tmp_path,
     (line,) = proc.stderr.splitlines()
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \d+ WARNING "
-        r"pci_passthrough\.sysfs_scan \[-\] sysfs .*0000:5e:01\.0.*"
+        r"pci_passthrough\.discovery\.sysfs_scan \[-\] sysfs .*0000:5e:01\.0.*"
         r"vanished.*", line)
 
 
@@ -337,15 +339,14 @@ def test_runtime_modules_import_no_test_fixture():
     # The demo shows the library on simulated hosts: it alone may build
     # them. Nothing in the package may reach the functional tests' host
     # fixture (tests/functional/libvirt_hosts.py).
-    allowed = {PACKAGE / "cli" / "demo.py", PACKAGE / "cli" /
-               "demo_hosts.py", PACKAGE / "placement" / "demo.py"}
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if PACKAGE / "fixtures" in path.parents:
             continue
+        allowed = PACKAGE / "demo" in path.parents
         names = imported_modules(path)
         if any(n.startswith(("libvirt_hosts", "tests")) for n in names) \
-                or (path not in allowed and any(
+                or (not allowed and any(
                     n.startswith("pci_passthrough.fixtures")
                     for n in names)):
             offenders.append(str(path.relative_to(PACKAGE)))
@@ -354,8 +355,8 @@ def test_runtime_modules_import_no_test_fixture():
 
 
 def test_package_exports_load_on_first_use():
-    from pci_passthrough import agent, claims
-
+    from pci_passthrough import agent
+    from pci_passthrough.model import claims
     assert pci_passthrough.HostAgent is agent.HostAgent
     assert pci_passthrough.PortRequest is claims.PortRequest
     assert set(pci_passthrough.__all__) <= set(dir(pci_passthrough))

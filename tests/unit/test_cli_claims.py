@@ -14,8 +14,9 @@ import pytest
 from cli_host import write_cli_host
 from oslo_config import cfg
 
-from pci_passthrough import HostAgent, PortRequest, opts
+from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.cli import main
+from pci_passthrough.config import opts
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"

@@ -7,9 +7,10 @@ import json
 import pytest
 from conf_files import closed_port, write_demo_host_conf, write_placement_conf
 
-from pci_passthrough.cli import demo_hosts, main
+from pci_passthrough.cli import main
+from pci_passthrough.demo import hosts as demo_hosts
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.placement import names
+from pci_passthrough.model import placement_names as names
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ from config_strategies import entries, json_objects, profile
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pci_passthrough import config_json, devspec, exception, flavors
-from pci_passthrough.device import DEV_TYPE_VF, PciDevice
+from pci_passthrough import exception
+from pci_passthrough.config import _json as config_json
+from pci_passthrough.config import devspec, flavors
+from pci_passthrough.model.device import DEV_TYPE_VF, PciDevice
 
 GOOD_SPEC = json.dumps({"vendor_id": "8086", "group": "g1"})
 TAGS = frozenset({"group", "physical_network", "trusted"})

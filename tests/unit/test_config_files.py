@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oslo_config import cfg
 
-from pci_passthrough import exception, opts, settings
+from pci_passthrough import exception
 from pci_passthrough.cli import main
+from pci_passthrough.config import opts, settings
 
 HEAD = b"[pci_passthrough]\n"
 

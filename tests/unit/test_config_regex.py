@@ -8,14 +8,15 @@ import pytest
 from config_strategies import patterns, profile, subjects
 from hypothesis import assume, given
 
-from pci_passthrough import devspec, exception
-from pci_passthrough.address_regex import (
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.model._address_regex import (
     MAX_PATTERN_CHARS,
     MAX_STATES,
     FieldRegex,
     RegexError,
 )
-from pci_passthrough.device import DEV_TYPE_VF, PciDevice
+from pci_passthrough.model.device import DEV_TYPE_VF, PciDevice
 
 
 def compiled(pattern: str) -> FieldRegex | None:

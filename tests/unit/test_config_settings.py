@@ -14,9 +14,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from oslo_config import cfg
 
-from pci_passthrough import exception, opts, settings
+from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.cli import main
+from pci_passthrough.config import opts, settings
 from pci_passthrough.fixtures import sysfs_tree as sysfs
 from pci_passthrough.network import netxml
 from pci_passthrough.network.base import NetworkSpec
@@ -244,8 +245,8 @@ def test_any_prefix_is_accepted_only_if_oslo_and_settings_agree(value):
 def test_macvtap_modes_are_the_drivers_own():
     (mode_opt,) = [o for o in LibvirtMacvtapDriver.CONFIG_OPTS
                    if o.name == "macvtap_mode"]
-    assert tuple(mode_opt.type.choices) == netxml.MACVTAP_MODES
-    for mode in netxml.MACVTAP_MODES:
+    assert tuple(mode_opt.type.choices) == opts.MACVTAP_MODES
+    for mode in opts.MACVTAP_MODES:
         assert settings.check_macvtap_mode(mode) == mode
     for bad in ("", "PASSTHROUGH", "bridge ", None, 1):
         with pytest.raises(exception.InvalidOption) as err:

@@ -6,9 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hst
 
-from pci_passthrough import devspec, exception
-from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF, PciDevice
-from pci_passthrough.pci_address import address_sort_key, normalize_address
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.model.device import DEV_TYPE_PF, DEV_TYPE_VF, PciDevice
+from pci_passthrough.model.pci_address import (
+    address_sort_key,
+    normalize_address,
+)
 
 PF = PciDevice(address="0000:0a:00.0", dev_type=DEV_TYPE_PF,
                vendor_id="8086", product_id="1572", netdev="ens1f0")

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import HostAgent, PortRequest
-from pci_passthrough.doctor import FindingKind
+from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.simulated_host import simulated_host
-from pci_passthrough.netdev_state import NetdevState
+from pci_passthrough.hygiene import NetdevState
 from pci_passthrough.network.names import parse_network_name
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)

@@ -20,10 +20,12 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough import devspec, exception, flavors, sysfs_scan
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
+from pci_passthrough.config import devspec, flavors
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.ledger import Ledger
+from pci_passthrough.model.claims import PortRequest
 from pci_passthrough.tracker import HostTracker
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "60"))

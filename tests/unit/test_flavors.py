@@ -5,8 +5,11 @@ import logging
 
 import pytest
 
-from pci_passthrough import exception, flavors, matching
-from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF, PciDevice
+from pci_passthrough import exception
+from pci_passthrough.config import flavors
+from pci_passthrough.model import device_attrs
+from pci_passthrough.model.device import DEV_TYPE_PF, DEV_TYPE_VF, PciDevice
+from pci_passthrough.tracker import matching
 
 TAGS = frozenset({"group", "physical_network", "trusted"})
 
@@ -18,7 +21,7 @@ def parse(*objs, special=("group",), tags=TAGS):
 
 
 def attrs(dev, tags=None):
-    return matching.device_attrs(dev, tags or {})
+    return device_attrs.device_attrs(dev, tags or {})
 
 
 # The rule from the design discussion, as written there.

@@ -9,7 +9,6 @@ import pytest
 from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import (
     CLAIMED,
     PLUGGED,
@@ -17,6 +16,7 @@ from pci_passthrough.ledger import (
     Ledger,
     LedgerRecord,
 )
+from pci_passthrough.model.claims import PortRequest
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"

@@ -10,8 +10,7 @@ import threading
 
 import pytest
 
-from pci_passthrough import exception, ledger_schema
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
 from pci_passthrough.ledger import (
     APPLICATION_ID,
     CLAIMED,
@@ -19,6 +18,8 @@ from pci_passthrough.ledger import (
     Ledger,
     LedgerRecord,
 )
+from pci_passthrough.ledger import _schema as ledger_schema
+from pci_passthrough.model.claims import PortRequest
 
 PROCESSES = 12
 TRIALS = int(os.environ.get("PCI_PASSTHROUGH_LEDGER_TRIALS", "15"))

@@ -13,9 +13,10 @@ import time
 import pytest
 from ledger_v1 import write_v1_ledger
 
-from pci_passthrough import exception, ledger_schema
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
 from pci_passthrough.ledger import PLUGGED, SCHEMA_VERSION, Ledger
+from pci_passthrough.ledger import _schema as ledger_schema
+from pci_passthrough.model.claims import PortRequest
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
@@ -102,7 +103,8 @@ def test_a_process_killed_mid_migration_leaves_version_1(tmp_path):
             "FROM c WHERE x < 10000000000) SELECT count(*) FROM c")
     code = (
         "import sys\n"
-        "from pci_passthrough import ledger, ledger_schema\n"
+        "from pci_passthrough import ledger\n"
+        "from pci_passthrough.ledger import _schema as ledger_schema\n"
         "steps = ledger_schema.statements(ledger_schema.MIGRATIONS[1])\n"
         f"ledger_schema.MIGRATIONS[1] = ';'.join([*steps[:3], {slow!r},"
         " *steps[3:]])\n"

@@ -11,8 +11,8 @@ import pytest
 from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import CLAIMED, Ledger, LedgerRecord
+from pci_passthrough.model.claims import PortRequest
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 
@@ -246,7 +246,7 @@ def test_a_writer_starting_during_a_read_is_seen_or_not_never_torn(
     code = (
         "import sys\n"
         "from pci_passthrough.ledger import Ledger, LedgerRecord\n"
-        "from pci_passthrough.claims import PortRequest\n"
+        "from pci_passthrough.model.claims import PortRequest\n"
         "I = '4f1a2b3c-0000-4000-8000-00000000abcd'\n"
         "for n in range(60):\n"
         "    with Ledger(sys.argv[1]) as l, l.transaction() as t:\n"
@@ -319,7 +319,7 @@ def test_the_read_lock_keeps_a_closing_writer_from_checkpointing(tmp_path):
     # its lock on SQLite's SHARED bytes, the last connection to close
     # cannot take EXCLUSIVE, so it neither writes its WAL into the file
     # nor deletes -wal and -shm.
-    from pci_passthrough.ledger_readonly import lock_shared
+    from pci_passthrough.ledger.readonly import lock_shared
     path = tmp_path / "claims.db"
     make_ledger(path)
     assert os.listdir(tmp_path) == ["claims.db"]

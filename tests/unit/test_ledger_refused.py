@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import exception
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import (
     APPLICATION_ID,
     CLAIMED,
@@ -20,13 +19,14 @@ from pci_passthrough.ledger import (
     Ledger,
     LedgerRecord,
 )
-from pci_passthrough.ledger_rows import (
+from pci_passthrough.ledger._rows import (
     InvalidRow,
     _check_request,
     check_request_json,
     check_row,
 )
-from pci_passthrough.pci_address import normalize_address
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.model.pci_address import normalize_address
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 ADDR = "0000:3b:02.0"

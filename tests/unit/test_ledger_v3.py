@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough import exception, ledger_schema
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
+from pci_passthrough.hygiene import NetdevState, VfState, to_json
 from pci_passthrough.ledger import CLAIMED, Ledger, LedgerRecord
-from pci_passthrough.netdev_state import NetdevState, VfState, to_json
+from pci_passthrough.ledger import _schema as ledger_schema
+from pci_passthrough.model.claims import PortRequest
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 ADDR = "0000:3b:02.0"

@@ -6,11 +6,15 @@ import uuid
 
 import pytest
 
-from pci_passthrough import devspec, exception, flavors, matching, sysfs_scan
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
+from pci_passthrough.config import devspec, flavors
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.placement import names, requests
+from pci_passthrough.model import device_attrs
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.placement import requests
 from pci_passthrough.placement.tree import build_tree
 from pci_passthrough.tracker import HostTracker
 
@@ -96,7 +100,7 @@ def test_device_attrs_hold_normalised_class_and_traits(tmp_path) -> None:
     tracker, scan, specs, _ = host(tmp_path, [])
     tracker.close()
     vf = next(d for d in scan.devices if d.parent_addr == PF_OF["3b"])
-    attrs = matching.device_attrs(vf, specs.match(vf) or {})
+    attrs = device_attrs.device_attrs(vf, specs.match(vf) or {})
     assert attrs["resource_class"] == "CUSTOM_NIC_FAST"
     assert attrs["traits"] == ",".join(sorted({
         "CUSTOM_BLUE", "HW_NIC_SRIOV", "CUSTOM_PHYSNET_PHYSNET1"}))
@@ -104,7 +108,7 @@ def test_device_attrs_hold_normalised_class_and_traits(tmp_path) -> None:
     (provider,) = [p for p in build_tree("cmp1", scan.devices, specs,
                                          {"group"}).providers
                    if p.pf_address == PF_OF["3b"]]
-    assert provider.traits == matching.placement_traits(attrs, {"group"})
+    assert provider.traits == device_attrs.placement_traits(attrs, {"group"})
     assert names.OWNER_TRAIT in provider.traits
 
 

@@ -18,22 +18,24 @@ from oslo_privsep import capabilities
 from oslo_utils import importutils
 from test_netdev_state import STATE, states, unicast_macs
 
-from pci_passthrough import exception, opts, privsep, settings
-from pci_passthrough.netdev_access import (
-    NetlinkAccess,
-    PrivsepNetlinkAccess,
-    effective_capabilities,
-    has_cap_net_admin,
-    netlink_access,
-)
-from pci_passthrough.netdev_state import (
+from pci_passthrough import exception, privsep
+from pci_passthrough.config import opts, settings
+from pci_passthrough.hygiene import (
     NetdevState,
     RestoreStep,
     StepKind,
     from_doc,
     plan_netdev_steps,
     plan_vf_steps,
+    privileged,
     to_doc,
+)
+from pci_passthrough.hygiene.access import (
+    NetlinkAccess,
+    PrivsepNetlinkAccess,
+    effective_capabilities,
+    has_cap_net_admin,
+    netlink_access,
 )
 
 SEEDED = profile(150)
@@ -188,7 +190,7 @@ def test_a_hostile_status_text_is_refused_with_value_error(text) -> None:
 @given(states)
 def test_request_round_trip_over_msgpack(state: NetdevState) -> None:
     assert from_doc(to_doc(state), "test") == state
-    assert privsep.check_request(wire(to_doc(state))) == state
+    assert privileged.check_request(wire(to_doc(state))) == state
 
 
 # What msgpack carries: integers of 64 bits at most.
@@ -209,11 +211,11 @@ msgpack_values = hst.recursive(
 @example(to_doc(STATE) | {"extra": 1})
 def test_a_hostile_request_is_refused_with_a_library_error(value) -> None:
     try:
-        state = privsep.check_request(wire(value))
+        state = privileged.check_request(wire(value))
     except exception.InvalidNetdevState as exc:
-        assert privsep.REQUEST in str(exc)
+        assert privileged.REQUEST in str(exc)
     except exception.InvalidNetdevName as exc:
-        assert privsep.REQUEST in str(exc)
+        assert privileged.REQUEST in str(exc)
     else:  # pragma: no cover - a random value is never a whole request
         assert to_doc(state) == value
 
@@ -230,15 +232,15 @@ def test_a_replaced_field_is_named(field: str, value: object) -> None:
     target = doc["vf"] if field.startswith("vf.") else doc
     target[field.removeprefix("vf.")] = value
     try:
-        state = privsep.check_request(wire(doc))
+        state = privileged.check_request(wire(doc))
     except exception.InvalidNetdevName as exc:
         assert field == "netdev"
-        assert privsep.REQUEST in str(exc)
+        assert privileged.REQUEST in str(exc)
     except exception.InvalidNetdevState as exc:
         assert exc.kwargs["field"].startswith((field, "'")), str(exc)
     else:
         # The random value happened to be a valid one for the field.
-        assert privsep.check_request(wire(to_doc(state))) == state
+        assert privileged.check_request(wire(to_doc(state))) == state
 
 
 @pytest.mark.parametrize("name", [
@@ -247,9 +249,9 @@ def test_a_replaced_field_is_named(field: str, value: object) -> None:
 def test_a_malformed_netdev_name_is_refused_first(name) -> None:
     doc = to_doc(STATE) | {"netdev": name}
     with pytest.raises(exception.InvalidNetdevName) as info:
-        privsep.check_request(wire(doc))
+        privileged.check_request(wire(doc))
     assert "expected 1 to 15 printable ASCII" in str(info.value)
-    assert privsep.REQUEST in str(info.value)
+    assert privileged.REQUEST in str(info.value)
 
 
 # -- the reply -----------------------------------------------------------
@@ -263,8 +265,8 @@ def test_reply_round_trip_over_msgpack(journal, current) -> None:
                             index=journal.vf.index)))
     steps = plan_vf_steps(journal, current) + plan_netdev_steps(
         journal, current)
-    reply = wire(privsep.steps_to_reply(steps))
-    assert privsep.steps_from_reply(reply, journal.netdev) == steps
+    reply = wire(privileged.steps_to_reply(steps))
+    assert privileged.steps_from_reply(reply, journal.netdev) == steps
 
 
 @pytest.mark.parametrize("reply", [
@@ -276,7 +278,7 @@ def test_reply_round_trip_over_msgpack(journal, current) -> None:
 ])
 def test_a_malformed_reply_is_refused(reply) -> None:
     with pytest.raises(exception.NetdevStateError) as info:
-        privsep.steps_from_reply(wire(reply), "vfa0")
+        privileged.steps_from_reply(wire(reply), "vfa0")
     assert "vfa0" in str(info.value)
     assert "privsep daemon's reply" in str(info.value)
 
@@ -285,11 +287,11 @@ def test_a_malformed_reply_is_refused(reply) -> None:
 @given(msgpack_values, unicast_macs)
 def test_a_hostile_reply_never_escapes_as_another_error(reply, mac) -> None:
     try:
-        steps = privsep.steps_from_reply(wire(reply), "vfa0")
+        steps = privileged.steps_from_reply(wire(reply), "vfa0")
     except exception.NetdevStateError:
         return
     assert all(isinstance(s, RestoreStep) for s in steps)
-    assert privsep.steps_from_reply(
+    assert privileged.steps_from_reply(
         wire([["MAC", mac]]), "vfa0") == (RestoreStep(StepKind.MAC, mac),)
 
 
@@ -299,7 +301,7 @@ def test_the_context_is_found_by_its_path_and_keeps_net_admin_only():
     context = privsep.context
     assert importutils.import_class(context.pypath) is context
     assert context.pypath == "pci_passthrough.privsep.context"
-    assert context.is_entrypoint(privsep.restore_netdev_state)
+    assert context.is_entrypoint(privileged.restore_netdev_state)
     # A daemon that stops answering is given up on (tested hung for real
     # in tests/functional/test_privsep_real.py).
     assert context.timeout == privsep.RESTORE_TIMEOUT == 30.0

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import exception
-from pci_passthrough.netdev_state import (
+from pci_passthrough.hygiene import (
     Difference,
     InvalidNetdevState,
     NetdevState,
@@ -25,7 +25,7 @@ from pci_passthrough.netdev_state import (
     plan_vf_steps,
     to_json,
 )
-from pci_passthrough.netdev_state import journal as journal_mod
+from pci_passthrough.hygiene import journal as journal_mod
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "150"))
 SEEDED = settings(max_examples=EXAMPLES, derandomize=True, deadline=None)

@@ -18,14 +18,14 @@ from pyroute2.netlink.rtnl.ifinfmsg import (  # type: ignore[import-untyped]
 )
 
 from pci_passthrough import exception
-from pci_passthrough.netdev_state import (
+from pci_passthrough.hygiene import (
     InvalidNetdevState,
     NetdevGone,
     NetdevStateError,
     NetnsUnavailable,
     VfState,
 )
-from pci_passthrough.netdev_state import netlink as nl
+from pci_passthrough.hygiene import netlink as nl
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "100"))
 SEEDED = settings(max_examples=EXAMPLES, derandomize=True, deadline=None)

@@ -8,10 +8,11 @@ import pytest
 from lxml import etree
 from oslo_config import cfg
 
-from pci_passthrough import exception, opts
+from pci_passthrough import exception
+from pci_passthrough.config import opts
 from pci_passthrough.fixtures.guest import guest_xml
 from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
-from pci_passthrough.netdev_name import check_netdev
+from pci_passthrough.model.netdev_name import check_netdev
 from pci_passthrough.network import load_network_driver
 from pci_passthrough.network.base import NetworkSpec
 from pci_passthrough.network.libvirt_macvtap import (

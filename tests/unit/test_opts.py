@@ -8,7 +8,7 @@ import pytest
 from oslo_config import cfg
 from stevedore import driver
 
-from pci_passthrough import opts
+from pci_passthrough.config import opts
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc" / "pci_passthrough.conf.sample"

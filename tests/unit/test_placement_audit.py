@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pci_passthrough.doctor import FindingKind
-from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
-from pci_passthrough.placement.audit import (
+from pci_passthrough.doctor.placement_audit import (
     Observed,
     ObservedProvider,
     audit,
 )
+from pci_passthrough.doctor.report import FindingKind
+from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.tree import PciProvider, ProviderTree
 
 NODE = "cmp1"

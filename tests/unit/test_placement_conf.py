@@ -7,7 +7,7 @@ from conf_files import write_placement_conf
 from oslo_config import cfg
 from stevedore import driver
 
-from pci_passthrough import opts
+from pci_passthrough.config import opts
 from pci_passthrough.placement import conf as placement_conf
 
 

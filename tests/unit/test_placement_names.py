@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough.placement import names
+from pci_passthrough.model import placement_names as names
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "60"))
 VALID = re.compile(r"[A-Z0-9_]{1,255}\Z")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from oslo_config import cfg
 
 from pci_passthrough import exception
-from pci_passthrough.placement.audit import Observed, audit, observe
+from pci_passthrough.doctor.placement_audit import Observed, audit, observe
 from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.conf import register_placement_opts
 from pci_passthrough.placement.tree import PciProvider, ProviderTree

@@ -9,18 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough import (
-    devspec,
-    exception,
-    matching,
-    sysfs_scan,
-)
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.config.flavors import parse_flavors
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.random_config import random_host
-from pci_passthrough.flavors import parse_flavors
-from pci_passthrough.placement import names, requests
+from pci_passthrough.model import device_attrs
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.placement import requests
 from pci_passthrough.placement.requests import RequestGroup
 from pci_passthrough.placement.tree import build_tree
+from pci_passthrough.tracker import matching
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "40"))
 GROUP = names.marker_trait("group")
@@ -144,7 +144,7 @@ def _host_view(tmp_path, seed):
                             special_attributes=host.special_attributes)
     tree = build_tree("cmp1", scan.devices, specs,
                       flavors.special_attributes)
-    attrs = {d.address: matching.device_attrs(d, specs.match(d) or {})
+    attrs = {d.address: device_attrs.device_attrs(d, specs.match(d) or {})
              for d in scan.devices if d.is_vf}
     return tree, flavors, attrs
 

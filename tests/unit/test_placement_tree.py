@@ -4,11 +4,13 @@ import json
 
 import pytest
 
-from pci_passthrough import devspec, exception, sysfs_scan
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.demo import hosts as demo_hosts
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.ledger import LedgerRecord
-from pci_passthrough.placement import names
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.tree import build_tree, consumer_units
 
 I1, I2 = ("11111111-1111-4111-8111-111111111111",

@@ -5,17 +5,18 @@ import uuid
 
 import pytest
 
-from pci_passthrough import devspec, exception, flavors
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
+from pci_passthrough.config import devspec, flavors
+from pci_passthrough.discovery.sysfs_scan import scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.states import (
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.model.states import (
     STORED,
     TRANSITIONS,
     PortState,
     check_transition,
 )
-from pci_passthrough.sysfs_scan import scan
 from pci_passthrough.tracker import HostTracker
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"

@@ -36,10 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 from watched_scan import outside_root, scan_watched
 
-from pci_passthrough import sysfs_scan
-from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF, ScanResult
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
-from pci_passthrough.netdev_name import is_valid_netdev_name
+from pci_passthrough.model.device import DEV_TYPE_PF, DEV_TYPE_VF, ScanResult
+from pci_passthrough.model.netdev_name import is_valid_netdev_name
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "60"))
 

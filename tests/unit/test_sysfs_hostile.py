@@ -19,9 +19,10 @@ import sys
 import pytest
 from watched_scan import opened, outside_root, scan_watched
 
-from pci_passthrough import exception, sysfs_scan
-from pci_passthrough.device import ScanResult
+from pci_passthrough import exception
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.model.device import ScanResult
 
 # Intel 82599: sriov_offset 128, sriov_stride 2.
 PF = "0000:04:00.0"

@@ -7,9 +7,10 @@ import pathlib
 
 import pytest
 
-from pci_passthrough import exception, sysfs_scan
-from pci_passthrough.device import DEV_TYPE_PF, DEV_TYPE_VF
+from pci_passthrough import exception
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.model.device import DEV_TYPE_PF, DEV_TYPE_VF
 
 
 def build(tmp_path: pathlib.Path, *pfs: st.PfLayout) -> st.BuiltTree:

@@ -5,8 +5,9 @@ import stat
 
 import pytest
 
-from pci_passthrough import devspec, sysfs_scan
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough.config import devspec
+from pci_passthrough.demo import hosts as demo_hosts
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 
 

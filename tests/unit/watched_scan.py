@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from pci_passthrough import sysfs_scan
-from pci_passthrough.device import ScanResult
+from pci_passthrough.discovery import sysfs_scan
+from pci_passthrough.model.device import ScanResult
 
 # One list per scan in progress; the hook appends to the last.
 _recording: list[list[str]] = []

@@ -29,9 +29,10 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, exception, opts, settings
-from pci_passthrough.address_regex import MAX_STATES, FieldRegex
-from pci_passthrough.device import DEV_TYPE_VF, PciDevice
+from pci_passthrough import exception
+from pci_passthrough.config import devspec, opts, settings
+from pci_passthrough.model._address_regex import MAX_STATES, FieldRegex
+from pci_passthrough.model.device import DEV_TYPE_VF, PciDevice
 
 PATTERNS = ["0000", ".*", "0[0-9]", "[0-9a-f]{2}", "0a|0b|1[0-9]",
             "(?i)0A", "1000[0-9]", "^(?:0|1)+$", "\\b[0-7]\\b"]

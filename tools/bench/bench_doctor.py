@@ -20,9 +20,9 @@ from typing import TypeVar
 import libvirt
 
 from pci_passthrough.agent import HostAgent
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.fixtures.simulated_host import simulated_host
 from pci_passthrough.fixtures.sysfs_tree import HostLayout, PfLayout
+from pci_passthrough.model.claims import PortRequest
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.placement.client import PlacementClient
 

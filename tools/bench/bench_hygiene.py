@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 
-from pci_passthrough.metrics import Metrics, PoolCounts, exposition
-from pci_passthrough.netdev_state import (
+from pci_passthrough.hygiene import (
     NetdevState,
     VfState,
     from_json,
     to_json,
 )
+from pci_passthrough.metrics import Metrics, PoolCounts, exposition
 
 
 def import_ms(module: str, runs: int = 5) -> float:
@@ -67,7 +67,7 @@ def netlink_ms(rounds: int) -> tuple[float, float] | None:
     from pyroute2 import IPRoute
     from pyroute2 import netns as pyroute2_netns
 
-    from pci_passthrough.netdev_state import netlink as nl
+    from pci_passthrough.hygiene import netlink as nl
 
     name = f"pcipthyg-bench-{secrets.token_hex(3)}"
     pyroute2_netns.create(name)
@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    for module in ("pci_passthrough.netdev_state",
-                   "pci_passthrough.netdev_state.netlink",
+    for module in ("pci_passthrough.hygiene",
+                   "pci_passthrough.hygiene.netlink",
                    "pci_passthrough.metrics"):
         print(f"import {module} (after pci_passthrough): "
               f"{import_ms(module):.1f} ms")

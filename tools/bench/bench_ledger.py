@@ -23,8 +23,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from pci_passthrough.claims import PortRequest
 from pci_passthrough.ledger import CLAIMED, PLUGGED, Ledger, LedgerRecord
+from pci_passthrough.model.claims import PortRequest
 
 
 def rows(count: int) -> list[LedgerRecord]:

@@ -18,10 +18,10 @@ import time
 
 from bench_tracker import FLAVORS, SPECS, host, ms
 
-from pci_passthrough import devspec, flavors
-from pci_passthrough.device import ScanResult
+from pci_passthrough.config import devspec, flavors
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.metrics import Metrics, exposition
+from pci_passthrough.model.device import ScanResult
 from pci_passthrough.tracker import HostTracker
 
 

@@ -19,8 +19,8 @@ import uuid
 import libvirt
 from oslo_config import cfg
 
-from pci_passthrough import opts
 from pci_passthrough.agent import HostAgent
+from pci_passthrough.config import opts
 from pci_passthrough.fixtures.simulated_host import (
     libvirt_test_uri,
     simulated_host,

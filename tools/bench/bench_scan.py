@@ -36,7 +36,7 @@ import tempfile
 import time
 import tracemalloc
 
-from pci_passthrough import sysfs_scan
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree
 
 PFS = 16

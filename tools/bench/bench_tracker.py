@@ -17,15 +17,15 @@ import tempfile
 import time
 import uuid
 
-from pci_passthrough import devspec, flavors
-from pci_passthrough.claims import PortRequest
-from pci_passthrough.device import (
+from pci_passthrough.config import devspec, flavors
+from pci_passthrough.ledger import Ledger
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.model.device import (
     DEV_TYPE_PF,
     DEV_TYPE_VF,
     PciDevice,
     ScanResult,
 )
-from pci_passthrough.ledger import Ledger
 from pci_passthrough.tracker import HostTracker
 
 SPECS = ['{"vendor_id": "8086", "physical_network": "physnet1"}']

@@ -50,19 +50,22 @@ from typing import Any
 
 from oslo_config import cfg
 
-from pci_passthrough import devspec, exception, matching, sysfs_scan
-from pci_passthrough.claims import PortRequest
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.config.flavors import FlavorSet, parse_flavors
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures.sysfs_tree import HostLayout, PfLayout
 from pci_passthrough.fixtures.sysfs_tree import build_tree as build_sysfs
-from pci_passthrough.flavors import FlavorSet, parse_flavors
 from pci_passthrough.ledger import Ledger
+from pci_passthrough.model import device_attrs
+from pci_passthrough.model.claims import PortRequest
 from pci_passthrough.placement import requests
 from pci_passthrough.placement.allocation import port_providers
 from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.conf import register_placement_opts
 from pci_passthrough.placement.sync import Reporter
 from pci_passthrough.placement.tree import ProviderTree, build_tree
-from pci_passthrough.tracker import HostTracker
+from pci_passthrough.tracker import HostTracker, matching
 
 # The test Placement server lives with the functional tests.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]
@@ -149,7 +152,7 @@ def make_host(workdir: pathlib.Path, name: str,
     tracker = HostTracker(flavors, Ledger(workdir / "claims.sqlite3"))
     tracker.update_devices(scan, specs)
     tree = build_tree(name, scan.devices, specs, SPECIAL)
-    attrs = {d.address: matching.device_attrs(d, specs.match(d) or {})
+    attrs = {d.address: device_attrs.device_attrs(d, specs.match(d) or {})
              for d in scan.devices if d.is_vf}
     return Host(name, tracker, tree, flavors, attrs)
 

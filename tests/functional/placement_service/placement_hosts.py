@@ -6,7 +6,7 @@ import pathlib
 
 from oslo_config import cfg
 
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough.demo import hosts as demo_hosts
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.simulated_host import host_conf
 

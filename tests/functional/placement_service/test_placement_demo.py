@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from pci_passthrough.placement.demo import run_placement_demo
+from pci_passthrough.demo.placement_step import run_placement_demo
 
 pytestmark = [pytest.mark.functional, pytest.mark.placement]
 

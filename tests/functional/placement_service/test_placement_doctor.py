@@ -14,7 +14,7 @@ from conf_files import closed_port, write_demo_host_conf, write_placement_conf
 from placement_hosts import agent_host
 
 from pci_passthrough import HostAgent, PortRequest
-from pci_passthrough.doctor import PLACEMENT_KINDS
+from pci_passthrough.doctor.report import PLACEMENT_KINDS
 from pci_passthrough.placement.host import host_view
 from pci_passthrough.placement.sync import Reporter
 

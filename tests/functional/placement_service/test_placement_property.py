@@ -12,14 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
-from pci_passthrough import devspec, matching, sysfs_scan
+from pci_passthrough.config import devspec
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.random_config import random_host
 from pci_passthrough.fixtures.simulated_host import host_conf
+from pci_passthrough.model import device_attrs
 from pci_passthrough.placement import requests
 from pci_passthrough.placement.host import host_view
 from pci_passthrough.placement.sync import Reporter
-from pci_passthrough.tracker import HostTracker
+from pci_passthrough.tracker import HostTracker, matching
 
 pytestmark = [pytest.mark.functional, pytest.mark.placement]
 
@@ -58,7 +60,7 @@ def test_placement_offers_exactly_what_the_matcher_serves(
     ours = set(by_uuid)
     specs = devspec.parse_device_specs(list(config.device_specs))
     scan = sysfs_scan.scan(str(workdir / "sys"))
-    attrs = {d.address: matching.device_attrs(d, specs.match(d) or {})
+    attrs = {d.address: device_attrs.device_attrs(d, specs.match(d) or {})
              for d in scan.devices if d.is_vf}
     special = view.flavors.special_attributes
     catalog = view.tree.catalog()

@@ -13,14 +13,17 @@ import uuid
 import pytest
 from conf_files import write_demo_host_conf, write_placement_conf
 
-from pci_passthrough import devspec, exception, sysfs_scan
-from pci_passthrough.claims import PortRequest
-from pci_passthrough.cli import demo_hosts
+from pci_passthrough import exception
+from pci_passthrough.config import devspec
+from pci_passthrough.config.flavors import parse_flavors
+from pci_passthrough.demo import hosts as demo_hosts
+from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.simulated_host import host_conf
-from pci_passthrough.flavors import parse_flavors
 from pci_passthrough.ledger import Ledger
-from pci_passthrough.placement import names, requests
+from pci_passthrough.model import placement_names as names
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.placement import requests
 from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.sync import INCOMPLETE_CONSUMER_ID, Reporter
 from pci_passthrough.placement.tree import build_tree
