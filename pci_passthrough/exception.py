@@ -226,3 +226,8 @@ class InvalidMetricsInput(PciPassthroughError):
 class MetricsOutputError(PciPassthroughError):
     msg_fmt = ("Cannot write the metrics to %(path)s: %(reason)s; expected "
                "a file it may create in an existing directory.")
+
+
+class MetricsSourceDown(PciPassthroughError):
+    msg_fmt = ("Cannot read the VF pools: %(reason)s; %(output)s now says "
+               "pci_passthrough_pool_source_up 0, with no pool counts.")
