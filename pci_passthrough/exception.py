@@ -194,6 +194,26 @@ class PlacementUnavailable(PciPassthroughError):
     msg_fmt = "Placement at %(url)s is unavailable: %(reason)s."
 
 
+class PlacementDeadlineExceeded(PlacementUnavailable):
+    msg_fmt = ("Placement at %(url)s is unavailable: %(method)s %(path)s "
+               "did not end within %(limit)s s (%(stage)s); [placement] "
+               "call_deadline sets the limit.")
+
+
+class PlacementAnswerTooLarge(PlacementUnavailable):
+    msg_fmt = ("Placement at %(url)s is unavailable: %(method)s %(path)s "
+               "answered more than %(limit)s bytes; [placement] "
+               "max_response_bytes sets the limit.")
+
+
+class PlacementRedirected(PlacementUnavailable):
+    msg_fmt = ("Placement at %(url)s is unavailable: %(method)s %(path)s "
+               "answered HTTP %(status)s, a redirect to %(location)s, "
+               "which is not followed (credentials never follow a "
+               "redirect); point the [placement] options at Placement "
+               "itself.")
+
+
 class PlacementRequestFailed(PciPassthroughError):
     msg_fmt = ("Placement refused %(method)s %(path)s: HTTP %(status)s "
                "%(detail)s")

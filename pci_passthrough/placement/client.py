@@ -1,12 +1,17 @@
 """A small Placement REST client over a keystoneauth1 adapter.
 
-Every call sends microversion 1.39.  Placement unreachable, timing out or
-answering 5xx is PlacementUnavailable; an answer the caller did not
-expect is PlacementRequestFailed naming the call and Placement's detail.
+Every call sends microversion 1.39 and is bounded (:class:`CallLimits`:
+a deadline for the whole call, a cap on the answer read, no redirect
+followed), also over an adapter made elsewhere.  Placement unreachable,
+too slow, answering too much, redirecting or answering 5xx is
+PlacementUnavailable (a subclass names which bound); an answer the
+caller did not expect is PlacementRequestFailed naming the call and
+Placement's detail.
 """
 
 import dataclasses
 import json
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -14,7 +19,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from pci_passthrough import exception
+from pci_passthrough.placement import _exchange
 from pci_passthrough.placement.conf import (
+    CALL_DEADLINE,
+    MAX_RESPONSE_BYTES,
     PLACEMENT_GROUP,
     register_placement_opts,
 )
@@ -47,16 +55,36 @@ class Response:
         return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallLimits:
+    """The bounds of every call: ``deadline`` seconds for the whole call,
+    at most ``max_body`` bytes of answer read."""
+
+    deadline: float = CALL_DEADLINE
+    max_body: int = MAX_RESPONSE_BYTES
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> "CallLimits":
+        """``[placement] call_deadline`` and ``max_response_bytes``."""
+        register_placement_opts(conf)
+        return cls(deadline=conf.placement.call_deadline,
+                   max_body=conf.placement.max_response_bytes)
+
+
 class PlacementClient:
     """Calls to one Placement service.
 
     :param adapter: a keystoneauth1 Adapter for the placement service
         (nova's report client's will do: every call passes
-        raise_exc=False itself).
+        raise_exc=False, and the bounds, itself).
+    :param limits: the bounds of each call; the options' defaults when
+        not given (``CallLimits.from_conf(conf)`` for the options).
     """
 
-    def __init__(self, adapter: Any) -> None:
+    def __init__(self, adapter: Any,
+                 limits: CallLimits | None = None) -> None:
         self._adapter = adapter
+        self._limits = limits or CallLimits()
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> "PlacementClient":
@@ -84,7 +112,7 @@ class PlacementClient:
                 url="[placement]",
                 reason=f"the [placement] options are incomplete or "
                        f"wrong: {exc}") from None
-        return cls(adapter)
+        return cls(adapter, CallLimits.from_conf(conf))
 
     @property
     def url(self) -> str:
@@ -97,11 +125,10 @@ class PlacementClient:
              expect: Collection[int] = (200,)) -> Response:
         """One call; an unexpected status raises.
 
-        :raises PlacementUnavailable: no answer, a timeout or a 5xx.
+        :raises PlacementUnavailable: no answer, a timeout, a bound
+            reached, a redirect or a 5xx.
         :raises PlacementRequestFailed: a status not in ``expect``.
         """
-        from keystoneauth1 import exceptions as ks_exc
-
         # raise_exc per call: an adapter made elsewhere (nova's report
         # client's) may raise on 4xx, which would turn a 409 to retry
         # or a 404 into "unavailable".
@@ -109,28 +136,25 @@ class PlacementClient:
                                   "raise_exc": False}
         if body is not None:
             kwargs["json"] = body
-        try:
-            resp = self._adapter.request(path, method, **kwargs)
-        except ks_exc.ClientException as exc:
-            raise exception.PlacementUnavailable(
-                url=self.url,
-                reason=" ".join(str(exc).split()) or type(exc).__name__
-            ) from None
-        try:
-            data = resp.json() if resp.content else None
-        except ValueError:
-            data = resp.text
-        result = Response(resp.status_code, data)
-        if resp.status_code >= 500:
+        started = time.monotonic()
+        answer = _exchange.exchange(
+            self._adapter,
+            _exchange.Call(method, path, self.url, self._limits.deadline,
+                           self._limits.max_body),
+            **kwargs)
+        result = Response(answer.status, _parse(answer.content))
+        if answer.status >= 500:
             raise exception.PlacementUnavailable(
                 url=self.url, reason=f"{method} {path} answered HTTP "
-                                     f"{resp.status_code} "
+                                     f"{answer.status} "
                                      f"{result.detail()}".rstrip())
-        if resp.status_code not in expect:
+        if answer.status not in expect:
             raise exception.PlacementRequestFailed(
-                method=method, path=path, status=resp.status_code,
+                method=method, path=path, status=answer.status,
                 detail=result.detail())
-        LOG.debug("%s %s: %s", method, path, resp.status_code)
+        LOG.debug("%s %s: %s, %d bytes in %.3f s", method, path,
+                  answer.status, len(answer.content),
+                  time.monotonic() - started)
         return result
 
     def get(self, path: str, expect: Collection[int] = (200,)) -> Response:
@@ -147,6 +171,17 @@ class PlacementClient:
     def delete(self, path: str,
                expect: Collection[int] = (204,)) -> Response:
         return self.call("DELETE", path, expect=expect)
+
+
+def _parse(content: bytes) -> Any:
+    """JSON, or the text when it is not (None when empty)."""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the parser goes.
+        return content.decode("utf-8", errors="replace")
 
 
 def dumps(body: Any) -> str:
