@@ -1,9 +1,9 @@
 """doctor's checks of one host: the ledger against sysfs, libvirt's
 networks and the VF netdevs.
 
-HostAgent.doctor() gathers what they compare into a HostState, under
-its lock, and repairs what they find; the checks only read (the VF
-netdevs through the agent's NetdevAccess, upper devices from sysfs).
+HostDoctor gathers what they compare into a HostState and HostRepairs
+repairs what they find; the checks only read (the VF netdevs through
+the agent's NetdevAccess, upper devices from sysfs).
 """
 
 import dataclasses

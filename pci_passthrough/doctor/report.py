@@ -1,8 +1,9 @@
-"""What HostAgent.doctor() reports: findings, each with its kind, the
-subject it names, what is wrong and the repair.
+"""What doctor reports: findings, each with its kind, the subject it
+names, what is wrong and the repair.
 
-The checks themselves run in HostAgent.doctor(), which holds the ledger,
-the network driver and the netdev access they compare.
+The findings come from host_checks (the ledger against the host) and
+placement_audit (against Placement); HostDoctor runs both and, with
+fix, their repairs (host_repairs, placement_repair).
 """
 
 import dataclasses

@@ -127,7 +127,7 @@ AGENT_CHILD = PRELUDE + textwrap.dedent("""
     out = {}
     inst = str(uuid.uuid4())
     first = agent("auto")
-    out["privileged_access"] = type(first._netdevs).__name__
+    out["privileged_access"] = type(first.netdev_access).__name__
     first.claim(inst, [PortRequest(0, flavor="net1")])
     (port,) = first.plug(inst)
     first.close()
@@ -142,7 +142,7 @@ AGENT_CHILD = PRELUDE + textwrap.dedent("""
                            }[port.address]
     direct.close()
     nova = agent("auto")
-    out["access"] = type(nova._netdevs).__name__
+    out["access"] = type(nova.netdev_access).__name__
     report = nova.doctor(fix=True)
     out["findings"] = [(f.kind.value, f.fixed) for f in report.findings]
     out["left"] = len(report.left)

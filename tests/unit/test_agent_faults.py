@@ -15,6 +15,7 @@ from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
+from pci_passthrough.agent import OperationGate
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.model.states import PortState, Repair
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
@@ -299,9 +300,11 @@ CALLS = {
     "release": lambda a: a.release(INST),
     "allocations": lambda a: a.allocations(),
     "device_states": lambda a: a.device_states(),
+    "devices": lambda a: a.devices(),
     "explain": lambda a: a.explain("net1"),
     "network_name": lambda a: a.network_name(INST, 0),
     "unhealthy_pfs": lambda a: a.unhealthy_pfs(),
+    "vf_journals": lambda a: a.vf_journals(),
     "__enter__": lambda a: a.__enter__(),
     # Placement
     "update_provider_tree": lambda a: a.update_provider_tree(None, "n"),
@@ -358,7 +361,10 @@ def test_close_waits_for_an_operation_in_progress(host):
 # -- memory ------------------------------------------------------------------
 
 def test_instance_locks_are_pruned_when_no_operation_holds_them(host):
-    agent = host.new_agent(NoopDriver())
+    gate = OperationGate()
+    agent = HostAgent(host.conf, network_driver=NoopDriver(), gate=gate)
+    host.agents.append(agent)
+    agent.start()
     instances = [new_uuid() for _ in range(8)]
     errors = []
 
@@ -382,7 +388,7 @@ def test_instance_locks_are_pruned_when_no_operation_holds_them(host):
         t.join(30)
     assert errors == []
     assert agent.allocations() == []
-    assert agent._instance_locks == {}
+    assert gate.busy_instances() == frozenset()
 
 
 # -- another process frees the instance mid-plug --------------------------
@@ -429,7 +435,7 @@ def test_reconcile_restores_the_network_of_a_port_leased_to_a_migration(
     agent.claim(inst, PORTS[:1])
     agent.plug(inst)
     # The source side of a migration in progress.
-    agent._tracker.transition(inst, PortState.OUTGOING)
+    agent.begin_outgoing_migration(inst)
     agent.close()
     name = f"pcipt-{inst}-0"
     net = host.conn.networkLookupByName(name)

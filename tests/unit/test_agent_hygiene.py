@@ -66,13 +66,13 @@ def test_the_first_plug_journals_a_replug_keeps_the_first(host):
     agent.claim(INST, PORT)
     (port,) = agent.plug(INST)
     before = netdevs.states[port.netdev]
-    assert agent._tracker.journals() == {port.address: before}
+    assert agent.vf_journals() == {port.address: before}
     guest_took(netdevs, port.netdev)
     agent.plug(INST)  # idempotent: the guest's state is not journalled
-    assert agent._tracker.journals() == {port.address: before}
+    assert agent.vf_journals() == {port.address: before}
     agent.release(INST)
     assert netdevs.states[port.netdev] == before
-    assert agent._tracker.journals() == {}
+    assert agent.vf_journals() == {}
 
 
 @pytest.mark.parametrize("end", ["complete_outgoing_migration",
@@ -116,14 +116,14 @@ def test_a_relocated_sysfs_root_touches_no_netdev(host, caplog):
     _, _, conf = host
     agent = HostAgent(conf, network_driver=LibvirtMacvtapDriver(conf))
     try:
-        assert isinstance(agent._netdevs, NoNetdevAccess)
+        assert isinstance(agent.netdev_access, NoNetdevAccess)
         agent.start()
         with caplog.at_level(logging.WARNING):
             agent.claim(INST, PORT)
             agent.plug(INST)
         assert not [r for r in caplog.records
                     if r.name.startswith("pci_passthrough")]
-        assert agent._tracker.journals() == {}
+        assert agent.vf_journals() == {}
         agent.release(INST)
     finally:
         agent.close()
@@ -140,7 +140,7 @@ def test_the_real_sysfs_root_uses_netlink(host, writes, cls):
     conf.set_override("netdev_writes", writes, group="pci_passthrough")
     agent = HostAgent(conf, network_driver=LibvirtMacvtapDriver(conf))
     try:
-        assert type(agent._netdevs) is cls
+        assert type(agent.netdev_access) is cls
     finally:
         agent.close()
 
@@ -154,7 +154,7 @@ def test_a_missing_netdev_is_plugged_without_journal(host, caplog):
         assert agent.plug(INST)
     assert any("does not exist here; its state is not journalled"
                in r.getMessage() for r in caplog.records)
-    assert agent._tracker.journals() == {}
+    assert agent.vf_journals() == {}
 
 
 def test_a_netdev_read_error_does_not_fail_the_plug(host, caplog):
@@ -178,7 +178,7 @@ def test_a_netdev_read_error_does_not_fail_the_plug(host, caplog):
 def test_the_vf_settings_on_the_pf_are_journalled_and_compared(host):
     new_agent, netdevs, _ = host
     agent = new_agent()
-    devices = agent._tracker.devices()
+    devices = agent.devices()
     for state in list(netdevs.states.values()):
         dev = next(d for d in devices.values() if d.netdev == state.netdev)
         netdevs.states[state.netdev] = NetdevState(
@@ -188,7 +188,7 @@ def test_the_vf_settings_on_the_pf_are_journalled_and_compared(host):
                        vlan_proto=0x8100, spoof_check=True, trust=False))
     agent.claim(INST, PORT)
     (port,) = agent.plug(INST)
-    journal = agent._tracker.journals()[port.address]
+    journal = agent.vf_journals()[port.address]
     assert journal.vf is not None and journal.vf.spoof_check is True
     # The guest's MAC ends up as the VF's admin MAC on the PF; the
     # restore at release cannot reach the netdev.

@@ -165,7 +165,7 @@ def test_start_releases_the_leases_that_expired_while_down(host, caplog):
     assert host.networks(OTHER) == [kept.network]
     # Its VFs got back the state journalled before their plug.
     assert {n: host.netdevs.states[n] for n in before} == before
-    journals = host.agent._tracker.journals()
+    journals = host.agent.vf_journals()
     assert not {p.address for p in ports} & set(journals)
     assert any(f"Incoming migration of instance {INST} was not confirmed "
                f"within 1800 s" in r.getMessage() for r in caplog.records)

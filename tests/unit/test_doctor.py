@@ -221,7 +221,7 @@ def test_release_restores_the_journal_and_forgets_it(host):
         netdev=port.netdev, mac="52:54:00:12:34:56", mtu=1500, up=False)
     host.agent.release(INST)
     assert host.netdevs.states[port.netdev] == before
-    assert host.agent._tracker.journals() == {}
+    assert host.agent.vf_journals() == {}
 
 
 def test_an_expired_incoming_lease_is_fixed_a_stale_outgoing_left(host):

@@ -1,0 +1,139 @@
+"""This host as Placement sees it: the provider tree built from the last
+scan, the providers' UUIDs once learnt, the request a flavor makes, and
+which VFs a scheduler's allocation leaves a port."""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pci_passthrough import exception
+from pci_passthrough.agent._checks import shorten
+from pci_passthrough.agent.scan import HostScan
+from pci_passthrough.config.devspec import DeviceSpecList
+from pci_passthrough.config.flavors import FlavorSet
+from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.model.device import PciDevice
+from pci_passthrough.placement import allocation as placement_allocation
+from pci_passthrough.placement import provider_tree as placement_provider_tree
+from pci_passthrough.placement import requests as placement_requests
+from pci_passthrough.placement.tree import ProviderTree, build_tree
+from pci_passthrough.tracker import HostTracker
+
+
+class HostPlacement:
+    """One host's providers and requests.
+
+    :param default_nodename: the compute node's name when none is given
+        (option nodename, else the host name).
+    :param tracker: the host's device tracker.
+    :param scan: scans before a tree is first built.
+    :param specs: the parsed option device_spec.
+    :param flavors: the configured flavors.
+    """
+
+    def __init__(self, default_nodename: Callable[[], str],
+                 tracker: HostTracker, scan: HostScan,
+                 specs: DeviceSpecList, flavors: FlavorSet) -> None:
+        self._default_nodename = default_nodename
+        self._tracker = tracker
+        self._scan = scan
+        self._specs = specs
+        self._flavors = flavors
+        #: (nodename, provider name -> UUID), once learnt.
+        self._uuids: tuple[str, dict[str, str]] | None = None
+        #: The last scan's devices and the tree built from them.
+        self._tree: tuple[tuple[PciDevice, ...], ProviderTree] | None = None
+
+    def default_nodename(self) -> str:
+        return self._default_nodename()
+
+    def update_provider_tree(self, provider_tree: Any, nodename: str,
+                             allocations: dict[str, Any] | None = None
+                             ) -> placement_provider_tree.TreeUpdate:
+        """Make nova's ProviderTree hold this host's PF providers (see
+        HostAgent.update_provider_tree) and learn their UUIDs."""
+        tree = self.tree(nodename)
+        update = placement_provider_tree.update_provider_tree(
+            provider_tree, nodename, tree, self._tracker.records(),
+            allocations)
+        self.remember_providers(nodename, {
+            p.name: provider_tree.data(p.name).uuid
+            for p in tree.providers})
+        return update
+
+    def remember_providers(self, nodename: str,
+                           uuids: Mapping[str, str]) -> None:
+        """The UUIDs Placement gave this host's providers, by name."""
+        self._uuids = (nodename, dict(uuids))
+
+    def tree(self, nodename: str | None = None) -> ProviderTree:
+        """The provider tree this host reports (by default under
+        default_nodename())."""
+        if not nodename:
+            nodename = self._default_nodename()
+        self._scan.ensure()
+        devices = self._tracker.scanned_devices()
+        cached = self._tree
+        # One tree per scan: claims read it on every call.
+        if cached is not None and cached[0] is devices and \
+                cached[1].nodename == nodename:
+            return cached[1]
+        tree = build_tree(nodename, devices, self._specs,
+                          self._flavors.special_attributes)
+        self._tree = (devices, tree)
+        return tree
+
+    def request_groups(self, flavor: str, count: int = 1) -> list[str]:
+        """The allocation candidates queries for ``count`` devices of
+        ``flavor`` (see HostAgent.request_groups)."""
+        return placement_requests.request_queries(
+            self._flavors, flavor, count, self.tree().catalog())
+
+    def flavor_traits(self) -> frozenset[str]:
+        """The traits the flavors' requests name."""
+        return placement_requests.flavor_traits(self._flavors)
+
+    def flavor_classes(self) -> frozenset[str]:
+        """The custom resource classes the flavors' requests name."""
+        return placement_requests.flavor_classes(self._flavors)
+
+    def allocated_vfs(self, instance: str, ports: Sequence[PortRequest],
+                      allocation: Mapping[int, str]
+                      ) -> dict[int, frozenset[str]]:
+        """Per port index, the VFs of the provider it was allocated on.
+
+        :raises AllocationMismatch: the allocation is malformed, does
+            not name one provider per port, or names providers this host
+            does not have (or does not know yet).
+        """
+        if not isinstance(allocation, Mapping) or not all(
+                isinstance(k, int) and isinstance(v, str)
+                for k, v in allocation.items()):
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason=f"expected a mapping of port index to provider "
+                       f"UUID, got {shorten(repr(allocation))}")
+        indexes = [p.index for p in ports]
+        lacking = sorted(set(indexes) - set(allocation))
+        extra = sorted(set(allocation) - set(indexes))
+        if lacking or extra:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason=f"it must name one provider per requested port "
+                       f"({', '.join(map(str, sorted(indexes)))}); "
+                       f"missing: {', '.join(map(str, lacking)) or 'none'}"
+                       f", not requested: "
+                       f"{', '.join(map(str, extra)) or 'none'}")
+        known = self._uuids
+        if known is None:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason="this host does not know its Placement providers "
+                       "yet (update_provider_tree or "
+                       "use_placement_providers has not been called)")
+        nodename, uuids = known
+        chosen = placement_allocation.port_providers(
+            self.tree(nodename), instance, uuids,
+            [allocation[i] for i in indexes])
+        return {i: frozenset(p.vfs)
+                for i, p in zip(indexes, chosen, strict=True)}
+
