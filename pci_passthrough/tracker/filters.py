@@ -183,12 +183,12 @@ def _taken(entry: Entry, req: Request, facts: HostFacts) -> str | None:
         return "taken by an earlier port of this request"
     # A claim never holds a PF together with one of its VFs.
     if dev.parent_addr is not None and dev.parent_addr in req.taken:
-        return (f"unavailable: its PF {dev.parent_addr} is taken by an "
-                f"earlier port of this request")
+        return (f"its PF {dev.parent_addr} is taken by an earlier port "
+                f"of this request")
     for vf, pf in req.taken.items():
         if pf == dev.address:
-            return (f"unavailable: its VF {vf} is taken by an earlier "
-                    f"port of this request")
+            return (f"its VF {vf} is taken by an earlier port of this "
+                    f"request")
     return None
 
 
