@@ -1,9 +1,10 @@
-"""Does a device (or a pool of alike devices) serve a flavor, and if not,
-why.
+"""Do a device's attributes (or a pool's, shared by alike devices) serve
+a flavor, and if not, why; and the NUMA policies.
 
-The steps run in a fixed order and the first that drops a candidate gives
-the reason an operator sees in ``explain``; claims use the same steps, so
-the two never disagree.
+These are the ``attributes`` and ``numa`` steps of the tracker's filter
+chain (:mod:`pci_passthrough.tracker.filters`), which claims and
+``explain`` both run.  The attribute steps run in a fixed order and the
+first that drops a candidate gives the reason:
 
 1. PFs are given only to a flavor asking for device_type type-PF.
 2. Every attribute the flavor names must be equal on the device.
