@@ -16,8 +16,11 @@ def add_format_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    """``data`` as indented JSON and a newline, in one write: json.dump()
+    writes every token on its own (a quarter of a million for a scan of
+    4,096 VFs), each a system call when standard output is unbuffered
+    (PYTHONUNBUFFERED)."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def _cell(value: Any) -> str:

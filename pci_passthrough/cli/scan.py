@@ -2,6 +2,7 @@
 them device_spec lets it assign."""
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -43,7 +44,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def device_row(dev: PciDevice,
-               tags: dict[str, str] | None) -> dict[str, Any]:
+               tags: Mapping[str, str] | None) -> dict[str, Any]:
     return {
         "address": dev.address,
         "dev_type": dev.dev_type,
@@ -64,14 +65,10 @@ def device_row(dev: PciDevice,
 def scan_report(result: ScanResult,
                 specs: devspec.DeviceSpecList) -> dict[str, Any]:
     """The scan as the JSON document ``scan --format json`` prints."""
-    devices = []
-    for dev in result.devices:
-        tags = specs.match(dev)
-        devices.append(device_row(dev, dict(tags) if tags is not None
-                                  else None))
     return {
         "sysfs_root": result.sysfs_root,
-        "devices": devices,
+        "devices": [device_row(dev, specs.match(dev))
+                    for dev in result.devices],
         "errors": [{"path": e.path, "reason": e.reason}
                    for e in result.errors],
     }
@@ -85,8 +82,8 @@ def run(conf: cfg.ConfigOpts) -> int:
     report = scan_report(result, specs)
     if conf.command.format == "json":
         output.print_json(report)
-        return 0
-    print_scan_table(report)
+    else:
+        print_scan_table(report)
     return 0
 
 

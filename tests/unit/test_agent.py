@@ -4,25 +4,19 @@ ledger per host, in one process."""
 
 
 import pytest
-from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
 from pci_passthrough.fixtures.guest import guest_xml
+from pci_passthrough.fixtures.standard_host import DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import FLAVORS
+from pci_passthrough.fixtures.standard_host import LAYOUT as HOST_A
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.netxml import parse_network
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
-         '{"vendor_id": "15b3", "physical_network": "physnet2", '
-         '"group": "grp1"}')
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
-           '{"name": "grp1", "group": "grp1"}')
-HOST_A = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
-    st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=2,
-                netdev="ens2f0np0", switchdev=True),
-))
+# A second host: the same NICs in other slots, as live migration meets.
 HOST_B = st.HostLayout((
     st.PfLayout("intel-x710", "0000:af:00.0", numvfs=4, netdev="ens5f0"),
     st.PfLayout("mellanox-cx6dx", "0000:d8:00.0", numvfs=2,

@@ -11,26 +11,17 @@ import re
 import threading
 
 import pytest
-from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.agent import OperationGate
-from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.standard_host import DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import FLAVORS, LAYOUT
 from pci_passthrough.model.states import PortState, Repair
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 from pci_passthrough.network.noop import NoopDriver
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
-         '{"vendor_id": "15b3", "physical_network": "physnet2", '
-         '"group": "grp1"}')
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
-           '{"name": "grp1", "group": "grp1"}')
-LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
-    st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=2,
-                netdev="ens2f0np0"),
-))
 PORTS = [PortRequest(0, flavor="net1", mac="52:54:00:00:00:01"),
          PortRequest(1, flavor="grp1", mac="52:54:00:00:00:02")]
 

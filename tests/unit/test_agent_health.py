@@ -7,7 +7,6 @@ import pathlib
 import shutil
 
 import pytest
-from agent_hosts import AgentHost, new_uuid
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
@@ -15,14 +14,16 @@ from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.config.devspec import parse_device_specs
 from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.standard_host import INTEL_DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import NET1_FLAVOR
+from pci_passthrough.fixtures.standard_host import X710_ADDRESS as PF_A
 from pci_passthrough.placement.tree import build_tree
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "10"))
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
+FLAVORS = (NET1_FLAVOR,
            '{"name": "pf1", "physical_network": "physnet1", '
            '"device_type": "type-PF"}')
-PF_A = "0000:3b:00.0"
 PF_B = "0000:af:00.0"
 
 

@@ -3,15 +3,17 @@ sysfs tree (fake netdevs) does, and restores at every end of a claim.
 The netdevs of a simulated host exist nowhere: MemoryNetdevs holds their
 state (the real netlink path is tested in tests/functional)."""
 
+import dataclasses
 import logging
 
-import libvirt
 import pytest
 
 from pci_passthrough import HostAgent, PortRequest, exception
-from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
-from pci_passthrough.fixtures.simulated_host import simulated_host
+from pci_passthrough.fixtures.standard_host import INTEL_DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import INTEL_FLAVORS as FLAVORS
+from pci_passthrough.fixtures.standard_host import X710
+from pci_passthrough.fixtures.sysfs_tree import HostLayout
 from pci_passthrough.hygiene import NetdevState, VfState
 from pci_passthrough.hygiene.access import (
     NetlinkAccess,
@@ -21,38 +23,24 @@ from pci_passthrough.hygiene.access import (
 )
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
-LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=2, netdev="ens1f0"),
-))
+# Two VFs: one left unrestored makes a two-port claim fail.
+LAYOUT = HostLayout((dataclasses.replace(X710, numvfs=2),))
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 PORT = [PortRequest(0, flavor="net1")]
 GUEST = "52:54:00:12:34:56"
 
 
 @pytest.fixture
-def host(tmp_path):
-    conf, tree = simulated_host(tmp_path / "h", LAYOUT, device_specs=SPECS,
-                                flavors=FLAVORS)
-    conn = libvirt.open(conf.pci_passthrough.libvirt_uri)
-    netdevs = MemoryNetdevs({
-        d.netdev: NetdevState(netdev=d.netdev, mac=f"02:00:00:00:00:0{i}",
-                              mtu=1500, up=True)
-        for i, d in enumerate(tree.vfs)})
-    agents = []
+def host(make_simulated_host):
+    """(a maker of started agents, with the given netdev access or the
+    host's in-memory netdevs; those netdevs; the host's configuration)."""
+    h = make_simulated_host(LAYOUT, device_specs=SPECS, flavors=FLAVORS,
+                            in_memory_netdevs=True)
 
-    def agent(access=netdevs):
-        a = HostAgent(conf, network_driver=LibvirtMacvtapDriver(
-            conf, connection=conn), netdev_access=access)
-        a.start()
-        agents.append(a)
-        return a
+    def agent(access=None):
+        return h.new_agent(netdev_access=access)
 
-    yield agent, netdevs, conf
-    for a in agents:
-        a.close()
-    conn.close()
+    return agent, h.netdevs, h.conf
 
 
 def guest_took(netdevs, netdev):

@@ -5,19 +5,16 @@ test driver."""
 import logging
 
 import pytest
-from agent_hosts import AgentHost, Clock
 
 from pci_passthrough import HostAgent, PortRequest, exception
-from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, Clock
+from pci_passthrough.fixtures.standard_host import INTEL_DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import INTEL_FLAVORS as FLAVORS
+from pci_passthrough.fixtures.standard_host import INTEL_LAYOUT as LAYOUT
 from pci_passthrough.hygiene import NetdevState
 from pci_passthrough.model.states import PortState, Repair
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
-LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
-))
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"
 PORTS = [PortRequest(0, flavor="net1"), PortRequest(1, flavor="net1")]

@@ -6,7 +6,6 @@ import os
 import pathlib
 
 import pytest
-from agent_hosts import AgentHost, Clock, new_uuid
 from conf_files import write_host_conf
 from hypothesis import given, settings
 from hypothesis import strategies as hst
@@ -17,21 +16,15 @@ from prometheus_client.registry import CollectorRegistry
 from pci_passthrough import HostAgent, PortRequest, exception
 from pci_passthrough.cli import main
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, Clock, new_uuid
+from pci_passthrough.fixtures.standard_host import CX6DX_ADDRESS as PF_M
+from pci_passthrough.fixtures.standard_host import DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import FLAVORS, LAYOUT
+from pci_passthrough.fixtures.standard_host import X710_ADDRESS as PF_A
 from pci_passthrough.metrics import Metrics, exposition
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver
 
 EXAMPLES = int(os.environ.get("PCI_PASSTHROUGH_HYPOTHESIS_EXAMPLES", "10"))
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
-         '{"vendor_id": "15b3", "physical_network": "physnet2", '
-         '"group": "grp1"}')
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
-           '{"name": "grp1", "group": "grp1"}')
-PF_A = "0000:3b:00.0"
-PF_M = "0000:5e:00.0"
-LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", PF_A, numvfs=3, netdev="ens1f0"),
-    st.PfLayout("mellanox-cx6dx", PF_M, numvfs=2, netdev="ens2f0np0"),
-))
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

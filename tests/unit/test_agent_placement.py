@@ -8,25 +8,26 @@ a real Placement."""
 import uuid
 
 import pytest
-from agent_hosts import AgentHost, new_uuid
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.config.flavors import parse_flavors
+from pci_passthrough.fixtures import standard_host as std
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.standard_host import FLAVORS
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement import requests
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',
+# The standard host with a second X710, and its Mellanox VFs on physnet1
+# too: net1 may be served by three PFs.
+SPECS = (std.INTEL_SPEC,
          '{"vendor_id": "15b3", "physical_network": "physnet1", '
          '"group": "grp1"}')
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',
-           '{"name": "grp1", "group": "grp1"}')
 LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
+    std.X710,
     st.PfLayout("intel-x710", "0000:af:00.0", numvfs=2, netdev="ens5f0"),
-    st.PfLayout("mellanox-cx6dx", "0000:5e:00.0", numvfs=2,
-                netdev="ens2f0np0", switchdev=True),
+    std.CX6DX,
 ))
 NODE = "cmp1"
 PREFIX = "pcipt-"

@@ -50,15 +50,13 @@ SCAN_KEYS = ["address", "dev_type", "vendor_id", "product_id",
 
 
 @pytest.fixture
-def host(tmp_path):
-    root = tmp_path / "sys"
-    st.build_tree(root, st.HostLayout((
+def host(make_sysfs_tree):
+    return make_sysfs_tree(st.HostLayout((
         st.PfLayout("intel-82599", "0000:04:00.0", numvfs=2,
                     vf_drivers={1: "vfio-pci"}, netdev="ens1f0",
                     numa_node=None),
         st.PfLayout("intel-e810", "0000:5e:00.0", numvfs=1),
-    )))
-    return root
+    ))).root
 
 
 def write_conf(tmp_path, *lines):

@@ -8,25 +8,19 @@ import pytest
 from conf_files import write_host_conf
 
 from pci_passthrough.cli import main
-from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures import standard_host as std
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 
 
 @pytest.fixture
-def host(tmp_path):
-    root = tmp_path / "sys"
-    st.build_tree(root, st.HostLayout((
-        st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3,
-                    netdev="ens1f0"),
-    )))
+def host(tmp_path, make_sysfs_tree):
+    root = make_sysfs_tree(std.INTEL_LAYOUT).root
     state = tmp_path / "state"
     conf = write_host_conf(
         tmp_path / "pci.conf", sysfs_root=root,
         state_path=state / "claims.db",
-        device_specs=['{"vendor_id": "8086", "product_id": "154c", '
-                      '"physical_network": "physnet1"}'],
-        flavors=['{"name": "net1", "physical_network": "physnet1"}'])
+        device_specs=std.INTEL_DEVICE_SPECS, flavors=std.INTEL_FLAVORS)
     return str(conf), state
 
 

@@ -5,22 +5,20 @@ import os
 
 import libvirt
 import pytest
-from agent_hosts import AgentHost, Clock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from pci_passthrough import HostAgent, PortRequest
 from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, Clock
 from pci_passthrough.fixtures.simulated_host import simulated_host
+from pci_passthrough.fixtures.standard_host import INTEL_DEVICE_SPECS as SPECS
+from pci_passthrough.fixtures.standard_host import INTEL_FLAVORS as FLAVORS
+from pci_passthrough.fixtures.standard_host import INTEL_LAYOUT as LAYOUT
 from pci_passthrough.hygiene import NetdevState
 from pci_passthrough.network.names import parse_network_name
 
-SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
-FLAVORS = ('{"name": "net1", "physical_network": "physnet1"}',)
-LAYOUT = st.HostLayout((
-    st.PfLayout("intel-x710", "0000:3b:00.0", numvfs=3, netdev="ens1f0"),
-))
 PREFIX = "pcipt-"
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
 OTHER = "4f1a2b3c-0000-4000-8000-00000000abce"

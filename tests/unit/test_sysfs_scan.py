@@ -308,11 +308,56 @@ def test_reads_are_bounded(tmp_path):
     assert issue.reason.startswith("read b'1     ")
 
 
-def test_real_sys_scans_without_error():
-    # This machine's own /sys: whatever it has, the scan completes.
-    if not os.path.isdir("/sys/bus/pci/devices"):
+def kernel_sriov(bus: pathlib.Path
+                 ) -> dict[str, tuple[int, int, dict[str, int]]]:
+    """What the kernel shows, read directly rather than by the scanner:
+    PF address -> (sriov_numvfs, sriov_totalvfs, {VF address: index from
+    its virtfnN link}) for each device of ``bus`` with sriov_totalvfs
+    above zero."""
+    pfs = {}
+    for dev in sorted(bus.iterdir()):
+        total = dev / "sriov_totalvfs"
+        if not total.is_file() or int(total.read_text()) == 0:
+            continue
+        vfs = {os.path.basename(os.readlink(link)):
+               int(link.name.removeprefix("virtfn"))
+               for link in dev.glob("virtfn*")}
+        pfs[dev.name] = (int((dev / "sriov_numvfs").read_text()),
+                         int(total.read_text()), vfs)
+    return pfs
+
+
+def test_real_sys_scan_agrees_with_what_the_kernel_shows():
+    # This machine's own /sys against a direct reading of it.  Without
+    # SR-IOV the scan must still list none of the PCI devices there and
+    # find nothing wrong with the kernel's own layout.
+    bus = pathlib.Path("/sys/bus/pci/devices")
+    if not bus.is_dir():
         pytest.skip("no /sys/bus/pci/devices on this machine")
+    pfs = kernel_sriov(bus)
+    sriov = set(pfs) | {vf for _, _, vfs in pfs.values() for vf in vfs}
     result = sysfs_scan.scan("/sys")
     assert result.sysfs_root == "/sys"
-    assert all(d.dev_type in (DEV_TYPE_PF, DEV_TYPE_VF)
-               for d in result.devices)
+    listed = {d.address for d in result.devices}
+    assert listed <= sriov
+    # A problem always concerns an SR-IOV device, and a device left out
+    # is one a problem names.
+    named = {part for e in result.errors
+             for part in pathlib.PurePath(e.path).parts}
+    assert all(sriov & set(pathlib.PurePath(e.path).parts)
+               for e in result.errors), result.errors
+    assert sriov - listed <= named, result.errors
+    for dev in result.devices:
+        where = bus / dev.address
+        vendor = int((where / "vendor").read_text(), 16)
+        assert dev.vendor_id == f"{vendor:04x}"
+        if dev.dev_type == DEV_TYPE_PF:
+            numvfs, totalvfs, vfs = pfs[dev.address]
+            assert dev.numvfs in (numvfs, None)
+            assert dev.totalvfs in (totalvfs, None)
+            assert len(vfs) == numvfs
+            continue
+        assert dev.dev_type == DEV_TYPE_VF
+        assert os.path.realpath(where / "physfn") == os.path.realpath(
+            bus / dev.parent_addr)
+        assert pfs[dev.parent_addr][2][dev.address] == dev.vf_index

@@ -5,13 +5,13 @@
     tox -e bench -- config        # bench_config.py: settings and regexes
     tox -e bench -- ledger        # ledger open and load at 1k/16k rows
 
-bench_agent_memory.py (claim/release memory), bench_config.py
-(settings and regexes), bench_doctor.py (doctor), bench_hygiene.py (netdev
-state), bench_ledger.py (ledger load), bench_metrics.py (health and
-scrapes), bench_network.py (plug/release,
+bench_agent_memory.py (claim/release memory), bench_cli_scan.py
+(``pci-passthrough scan --format json`` beside the library scan),
+bench_config.py (settings and regexes), bench_doctor.py (doctor),
+bench_hygiene.py (netdev state), bench_ledger.py (ledger load),
+bench_metrics.py (health and scrapes), bench_network.py (plug/release,
 reconcile), bench_scan.py (sysfs scan), bench_startup.py (start-up of
-the pci-passthrough command) and
-bench_tracker.py (claims, explain).
+the pci-passthrough command) and bench_tracker.py (claims, explain).
 """
 
 import pathlib
