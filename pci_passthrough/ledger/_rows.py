@@ -89,7 +89,7 @@ def check_row(instance_uuid: Any, port_index: Any, address: Any,
         raise InvalidRow(f"row version {_show(row_version)} is not one "
                          f"this version of pci_passthrough knows "
                          f"({', '.join(map(str, sorted(ROW_VERSIONS)))})")
-    _check_request(request, port_index, flavor)
+    check_request(request, port_index, flavor)
 
 
 # What PortRequest.to_json writes for a flavor request (sort_keys, the
@@ -102,7 +102,10 @@ _FLAVOR_REQUEST = re.compile(
     r'"vlan": (?:null|([1-9][0-9]{0,3}))\}\Z')
 
 
-def _check_request(text: Any, index: int, flavor: str | None) -> None:
+def check_request(text: Any, index: int, flavor: str | None) -> None:
+    """The text is exactly what PortRequest.to_json writes for a request
+    of this port and flavor: the full check, after a fast path for the
+    common flavor requests."""
     if isinstance(text, str) and isinstance(flavor, str):
         match = _FLAVOR_REQUEST.match(text)
         if match is not None and match[1] == json.dumps(flavor) and (

@@ -25,8 +25,17 @@ process's would.
 import errno
 import fcntl
 import os
+import sqlite3
 import struct
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pci_passthrough.ledger._schema as ledger_schema
+from pci_passthrough.ledger._file import LedgerFile
+from pci_passthrough.ledger._schema import SCHEMA_VERSION
+
+T = TypeVar("T")
 
 # SQLite's unix locking: a reader holds a read lock on these bytes of the
 # database file, EXCLUSIVE is a write lock on them.
@@ -67,3 +76,59 @@ def lock_shared(fd: int, timeout: float) -> None:
                     time.monotonic() > deadline:
                 raise
         time.sleep(0.005)
+
+
+def read_snapshot(file: LedgerFile,
+                  read: Callable[[sqlite3.Connection], T], missing: T) -> T:
+    """What ``read`` reads of the ledger, creating and changing nothing;
+    ``missing`` when there is no file."""
+    try:
+        st = os.stat(file.path)
+    except FileNotFoundError:
+        return missing
+    except OSError as exc:
+        raise file.fail(f"cannot look at it ({exc})") from exc
+    file.check_file(st)
+    path = os.path.realpath(file.path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise file.fail(f"cannot read it ({exc})") from exc
+    try:
+        try:
+            lock_shared(fd, file.busy_timeout)
+        except OSError as exc:
+            raise file.fail(f"cannot lock it for reading ({exc})") from exc
+        if not any(side_files(path)):
+            found = _read_only(file, path, read, "immutable=1")
+            if not any(side_files(path)):
+                return found
+        return _read_only(file, path, read)
+    finally:
+        os.close(fd)
+
+
+def _read_only(file: LedgerFile, path: str,
+               read: Callable[[sqlite3.Connection], T], *extra: str) -> T:
+    conn = file.connect(path, "ro", *extra)
+    try:
+        version = file.check_header(conn)
+        if version < SCHEMA_VERSION:
+            conn = ledger_schema.migrated_copy(conn)
+        file.check_schema(conn)
+        return read(conn)
+    except sqlite3.OperationalError as exc:
+        folder = os.path.dirname(path)
+        wal, shm, _ = side_files(path)
+        if (wal and shm) or os.access(folder, os.W_OK):
+            raise file.unreadable(exc) from exc
+        # A -wal or -shm is missing: SQLite must create it to read the
+        # ledger, in a folder this user cannot write.
+        raise file.fail(
+            f"cannot read it without creating SQLite's -shm file next to "
+            f"it, and this user cannot write that folder ({exc}); run this "
+            f"as the user that runs the agent") from exc
+    except sqlite3.DatabaseError as exc:
+        raise file.unreadable(exc) from exc
+    finally:
+        conn.close()

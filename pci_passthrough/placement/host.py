@@ -6,8 +6,8 @@ import os
 
 from oslo_config import cfg
 
-from pci_passthrough.config import devspec
-from pci_passthrough.config.flavors import FlavorSet, parse_flavors
+from pci_passthrough.config.flavors import FlavorSet
+from pci_passthrough.config.settings import load_settings
 from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.ledger import Ledger, LedgerRecord
 from pci_passthrough.placement import conf as placement_conf
@@ -19,6 +19,9 @@ from pci_passthrough.placement.tree import ProviderTree, build_tree
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostView:
+    """What one host reports to Placement: its provider tree, the
+    flavors whose requests name traits and classes, and its claims."""
+
     tree: ProviderTree
     flavors: FlavorSet
     records: tuple[LedgerRecord, ...]
@@ -40,22 +43,19 @@ def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
 
     :raises ConfigError: an invalid option, naming it.
     """
-    group = conf.pci_passthrough
-    specs = devspec.parse_device_specs(group.device_spec)
-    flavors = parse_flavors(group.flavor, known_tags=specs.tag_names,
-                            special_attributes=group.special_attributes)
-    scan = sysfs_scan.scan(sysfs_root or group.sysfs_root)
+    settings = load_settings(conf)
+    scan = sysfs_scan.scan(sysfs_root or settings.sysfs_root)
     name = placement_conf.nodename(conf)
     try:
-        tree = build_tree(name, scan.devices, specs,
-                          flavors.special_attributes)
+        tree = build_tree(name, scan.devices, settings.device_specs,
+                          settings.special_attributes)
     except ValueError as exc:
         raise placement_conf.invalid_nodename(name, str(exc)) from None
     records: list[LedgerRecord] = []
-    if read_ledger and os.path.exists(group.state_path):
-        with Ledger(group.state_path) as ledger:
+    if read_ledger and os.path.exists(settings.state_path):
+        with Ledger(settings.state_path) as ledger:
             records = ledger.records()
-    return HostView(tree, flavors, tuple(records))
+    return HostView(tree, settings.flavors, tuple(records))
 
 
 def sync_host(conf: cfg.ConfigOpts, sysfs_root: str | None = None,

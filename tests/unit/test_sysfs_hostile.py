@@ -20,7 +20,7 @@ import pytest
 from watched_scan import opened, outside_root, scan_watched
 
 from pci_passthrough import exception
-from pci_passthrough.discovery import sysfs_scan
+from pci_passthrough.discovery import sysfs_files, sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.model.device import ScanResult
 
@@ -372,7 +372,7 @@ def test_virtfn_names_the_kernel_never_writes(tree, name):
     link.symlink_to(f"../{VFS[1]}")
     result = scan(tree.root)
     issue = only_issue(result)
-    assert issue.path == sysfs_scan._printable(str(link))
+    assert issue.path == sysfs_files.printable(str(link))
     assert issue.reason == ("unexpected entry; expected virtfn<N>, N a VF "
                             "index 0-65535")
     # The VF's own virtfn1 still lists it, once.

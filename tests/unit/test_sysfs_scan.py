@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from pci_passthrough import exception
-from pci_passthrough.discovery import sysfs_scan
+from pci_passthrough.discovery import sysfs_files, sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.model.device import DEV_TYPE_PF, DEV_TYPE_VF
 
@@ -145,7 +145,7 @@ def test_optional_netdev_files_that_fail_to_read_are_none(
                                        numvfs=1, netdev="ens1f0"))
     failing = str(tree.device_dir("0000:04:00.0") / "net" / "ens1f0"
                   / attribute)
-    real_read = sysfs_scan._read
+    real_read = sysfs_files.read
 
     def read(path: str) -> bytes:
         # A sysfs attribute whose show() fails is a regular file whose
@@ -156,7 +156,7 @@ def test_optional_netdev_files_that_fail_to_read_are_none(
                           path)
         return real_read(path)
 
-    monkeypatch.setattr(sysfs_scan, "_read", read)
+    monkeypatch.setattr(sysfs_files, "read", read)
     result = sysfs_scan.scan(tree.root)
     assert result.errors == ()
     pf = result.devices[0]

@@ -20,6 +20,8 @@ from pci_passthrough.model.device import ScanResult
 
 # One list per scan in progress; the hook appends to the last.
 _recording: list[list[str]] = []
+# The scanner is every module of sysfs_scan's package.
+_SCANNER = sysfs_scan.__name__.rpartition(".")[0] + "."
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
@@ -28,8 +30,8 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
     # calls count (not, say, logging reading a source file).
     if (_recording and event in ("open", "os.scandir", "os.listdir")
             and isinstance(args[0], (str, bytes))
-            and sys._getframe(1).f_globals.get("__name__")
-            == sysfs_scan.__name__):
+            and str(sys._getframe(1).f_globals.get("__name__", ""))
+            .startswith(_SCANNER)):
         _recording[-1].append(os.fsdecode(args[0]))
 
 

@@ -1,0 +1,154 @@
+"""Opening a ledger for writing: creating and publishing a new one,
+migrating an older one, and switching it to WAL.
+
+A new ledger is built, schema and all, in a private file of the same
+folder and published under its name with a hard link, which fails when
+the name exists: several processes creating it at once all end up with
+the one that won, and no process ever sees an empty or half-made ledger
+under the real name.
+"""
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pci_passthrough.ledger._schema as ledger_schema
+from pci_passthrough.ledger._file import LedgerFile
+from pci_passthrough.ledger._schema import SCHEMA_VERSION
+
+T = TypeVar("T")
+
+
+def open_writable(file: LedgerFile,
+                  first_read: Callable[[sqlite3.Connection], T]
+                  ) -> tuple[sqlite3.Connection, T]:
+    """A read-write connection to the ledger, created when missing and
+    brought to SCHEMA_VERSION, and what ``first_read`` read through it
+    (a database error in it refuses the ledger as unreadable)."""
+    try:
+        st = os.stat(file.path)
+    except FileNotFoundError:
+        _create(file)
+        try:
+            st = os.stat(file.path)
+        except FileNotFoundError:
+            raise file.fail(
+                "it is a dangling symbolic link or vanished while it "
+                "was created") from None
+    except OSError as exc:
+        raise file.fail(f"cannot look at it ({exc})") from exc
+    file.check_file(st)
+    conn = file.connect(file.path, "rw")
+    try:
+        version = file.check_header(conn)
+        if version < SCHEMA_VERSION:
+            _migrate(file, conn)
+        file.check_schema(conn)
+        _use_wal(file, conn)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        first = first_read(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise file.unreadable(exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn, first
+
+
+def _create(file: LedgerFile) -> None:
+    """Build a new ledger in a private file and publish it under the
+    ledger's name, unless another process published one first."""
+    folder = os.path.dirname(os.path.abspath(file.path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise file.fail(f"cannot create its folder ({exc})") from exc
+    tmp = os.path.join(folder, f".{os.path.basename(file.path)}."
+                               f"{secrets.token_hex(8)}.new")
+    try:
+        # 0o644 less the umask, as SQLite would create it.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_CLOEXEC, 0o644))
+    except OSError as exc:
+        raise file.fail(f"cannot create a file in its folder "
+                        f"({exc})") from exc
+    try:
+        conn = file.connect(tmp, "rw")
+        try:
+            ledger_schema.create_schema(conn)
+        except sqlite3.Error as exc:
+            raise file.fail(f"cannot create it ({exc})") from exc
+        finally:
+            conn.close()
+        _fsync(tmp)
+        try:
+            os.link(tmp, file.path)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise file.fail(
+                f"cannot publish the new ledger {tmp} under its name "
+                f"({exc}); creating it safely needs a file system with "
+                f"hard links") from exc
+        _fsync(folder)
+    finally:
+        for name in (tmp, tmp + "-wal", tmp + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+
+def _use_wal(file: LedgerFile, conn: sqlite3.Connection) -> None:
+    """Switch a ledger in rollback-journal mode (a version 1 file) to
+    WAL.  That needs the file to itself, and SQLite answers "locked"
+    at once rather than waiting while others read: retry until the
+    busy timeout."""
+    deadline = time.monotonic() + file.busy_timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode=WAL"
+                            ).fetchone()[0] == "wal":
+                return
+            problem = "SQLite kept its journal mode"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise file.fail(f"cannot switch it to WAL journal mode "
+                            f"({problem}); another process holds it")
+        time.sleep(0.01)
+
+
+def _migrate(file: LedgerFile, conn: sqlite3.Connection) -> None:
+    """Bring an older ledger to SCHEMA_VERSION in one transaction."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise file.fail(f"cannot start migrating it ({exc})") from exc
+    # Another process may have migrated it meanwhile.
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        ledger_schema.migrate_schema(conn, version)
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise file.fail(
+                f"migrating it from schema version {version} to "
+                f"{SCHEMA_VERSION} failed ({exc}); nothing was "
+                f"changed: it is still a version {version} ledger"
+            ) from exc
+        raise
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
