@@ -6,6 +6,7 @@ pytester."""
 
 import importlib.metadata
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -191,3 +192,24 @@ def test_the_plugin_can_be_left_out(pytester):
     result.assert_outcomes(errors=2, failed=1)
     result.stdout.fnmatch_lines(["*fixture 'host_agent' not found*"])
 
+
+
+def readme_plugin_sample() -> str:
+    """The code sample of the README's "Tests for consuming projects"."""
+    readme = (pathlib.Path(__file__).parents[2] / "README.rst").read_text()
+    section = readme.split("Tests for consuming projects\n", 1)[1]
+    block = section.split(".. code-block:: python\n", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line and not line.startswith("   "):
+            break
+        lines.append(line[3:])
+    return "\n".join(lines)
+
+
+def test_the_readme_sample_passes_as_an_outside_test(pytester):
+    sample = readme_plugin_sample()
+    assert "def test_" in sample
+    pytester.makepyfile(test_readme=sample)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
