@@ -85,6 +85,7 @@ def _exposition(pools: "list[PoolCounts] | Exception",
     """The exposition of ``pools``, or of a pool source that is down:
     pool_source_up 0 and no pool counts."""
     from pci_passthrough.metrics import Metrics, exposition
+    from pci_passthrough.metrics import pools as pool_metrics
 
     def source() -> list["PoolCounts"]:
         if isinstance(pools, Exception):
@@ -93,7 +94,7 @@ def _exposition(pools: "list[PoolCounts] | Exception",
 
     # The collector logs a source that fails, with its traceback; here
     # the command's own error line says it, once.
-    collector_log = logging.getLogger(Metrics.__module__)
+    collector_log = pool_metrics.LOG
     quiet = _DropAll()
     collector_log.addFilter(quiet)
     try:
