@@ -6,6 +6,7 @@ commands start without them.
 """
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from oslo_config import cfg
@@ -56,7 +57,7 @@ def run_sync(conf: cfg.ConfigOpts) -> int:
                        create_root=conf.command.create_root)
     if conf.command.format == "json":
         output.print_json(report.as_dict())
-        return 0
+        return _problems(report.problems())
     rows = [(what, ", ".join(names))
             for what, names in (
                 ("created providers", report.created_providers),
@@ -71,7 +72,14 @@ def run_sync(conf: cfg.ConfigOpts) -> int:
     output.print_table(("WHAT", "WHICH"), rows)
     print(f"{report.writes} write(s), {report.conflicts_retried} "
           f"conflict(s) retried; root provider {report.root_uuid}")
-    return 0
+    return _problems(report.problems())
+
+
+def _problems(lines: list[str]) -> int:
+    """What sync could not do, one line each, last: exit 1 if any."""
+    for line in lines:
+        print(f"pci-passthrough: error: {line}", file=sys.stderr)
+    return 1 if lines else 0
 
 
 def run_show(conf: cfg.ConfigOpts) -> int:

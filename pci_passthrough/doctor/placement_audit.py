@@ -24,6 +24,7 @@ from pci_passthrough.doctor.report import Finding, FindingKind
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.client import PlacementClient
+from pci_passthrough.placement.names_taken import NameTaken
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
@@ -67,6 +68,10 @@ class Observed:
     #: consumer_type of each consumer on the providers the ledger does
     #: not name (None when Placement gives none).
     consumer_types: dict[str, str | None]
+    #: Providers of other trees named as this host names its own
+    #: (``<nodename>_...``), by name.
+    elsewhere: dict[str, NameTaken] = dataclasses.field(
+        default_factory=dict)
 
 
 def _q(value: str) -> str:
@@ -96,6 +101,15 @@ def observe(client: PlacementClient, nodename: str,
             if uuid == root:
                 continue
             providers[_text(rp["name"])] = _provider(client, rp, uuid)
+        # Names are unique: one the host's tree lacks may be held in
+        # another tree, which sync cannot fix.  Placement filters names
+        # only exactly, and the host's names are not known here.
+        path = "/resource_providers"
+        elsewhere = {
+            _text(rp["name"]): NameTaken.from_listed(rp["name"], rp)
+            for rp in client.get(path).body["resource_providers"]
+            if _text(rp["name"]).startswith(f"{nodename}_")
+            and rp["root_provider_uuid"] != root}
         known = set(known)
         types: dict[str, str | None] = {}
         for provider in providers.values():
@@ -110,7 +124,7 @@ def observe(client: PlacementClient, nodename: str,
             method="GET", path=path, status=200,
             detail=f"an answer not in Placement's format "
                    f"({type(exc).__name__}: {exc})") from None
-    return Observed(nodename, root, providers, types)
+    return Observed(nodename, root, providers, types, elsewhere)
 
 
 def _provider(client: PlacementClient, listed: Mapping[str, Any],
@@ -168,6 +182,12 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
             f"not offered", "doctor --fix creates it once the root "
             "provider exists", fixable=False) for p in tree.providers]
     for provider in tree.providers:
+        taken = observed.elsewhere.get(provider.name)
+        if provider.name not in observed.providers and taken is not None:
+            findings.append(Finding(
+                FindingKind.PLACEMENT_NAME_TAKEN, f"provider {taken.name}",
+                taken.problem, taken.advice, fixable=False))
+            continue
         findings += _provider_findings(
             provider, observed.providers.get(provider.name))
     in_tree = {p.name for p in tree.providers}
@@ -248,8 +268,11 @@ def _allocation_findings(tree: ProviderTree,
             if held:
                 have.setdefault(consumer, {})[name] = held
     found = []
+    # Units on a provider whose name another tree holds cannot be
+    # written: the name-taken finding says so.
+    taken = set(observed.elsewhere) - set(observed.providers)
     for consumer, want in sorted(ledger.wanted.items()):
-        if have.get(consumer, {}) == want:
+        if have.get(consumer, {}) == want or taken & set(want):
             continue
         found.append(Finding(
             FindingKind.PLACEMENT_ALLOCATION, f"instance {consumer}",

@@ -49,6 +49,9 @@ class FindingKind(enum.StrEnum):
     #: A consumer holds units on this host's providers that no claim
     #: here explains.
     PLACEMENT_CONSUMER = "placement-consumer"
+    #: A provider of this host cannot be created: a provider of another
+    #: tree holds its name.
+    PLACEMENT_NAME_TAKEN = "placement-name-taken"
 
     @property
     def label(self) -> str:
@@ -110,4 +113,4 @@ class DoctorReport:
 #: repair is one placement sync.
 PLACEMENT_KINDS: frozenset[FindingKind] = frozenset({
     FindingKind.PLACEMENT_PROVIDER, FindingKind.PLACEMENT_ALLOCATION,
-    FindingKind.PLACEMENT_CONSUMER})
+    FindingKind.PLACEMENT_CONSUMER, FindingKind.PLACEMENT_NAME_TAKEN})

@@ -6,6 +6,7 @@
 - :mod:`.sync`: compare-before-write reporting and allocation healing.
 - :mod:`.provider_tree`: the same through nova's ProviderTree.
 - :mod:`.allocation`: the VFs an allocation lets a claim take.
+- :mod:`.names_taken`: a provider name another tree holds.
 - :mod:`.host`: one host's view (scan, settings, ledger) for the CLI.
 - :mod:`.client`, :mod:`.conf`: HTTP through keystoneauth1, bounded
   (:mod:`._exchange`), configured by a ``[placement]`` group as nova's

@@ -3,6 +3,7 @@ provider tree, the flavors and the ledger's records."""
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 from oslo_config import cfg
 
@@ -25,15 +26,28 @@ class HostView:
     tree: ProviderTree
     flavors: FlavorSet
     records: tuple[LedgerRecord, ...]
+    #: The ledger the records were read from, read again before each
+    #: heal (None: the records are all there is).
+    ledger_path: str | None = None
 
     def sync(self, reporter: Reporter, *,
              create_root: bool = True) -> SyncReport:
         """Report this view, creating every trait and class its flavors'
         requests may name (and the root provider if ``create_root``)."""
-        return reporter.sync(self.tree, self.records,
-                             requests.flavor_traits(self.flavors),
-                             requests.flavor_classes(self.flavors),
-                             create_root=create_root)
+        return reporter.sync(
+            self.tree, self.records, requests.flavor_traits(self.flavors),
+            requests.flavor_classes(self.flavors), create_root=create_root,
+            ledger=None if self.ledger_path is None
+            else ledger_reader(self.ledger_path))
+
+
+def ledger_reader(path: str) -> Callable[[], list[LedgerRecord]]:
+    """Reads the ledger at ``path`` afresh at each call, creating and
+    changing nothing (a missing file is no claims)."""
+    def read() -> list[LedgerRecord]:
+        with Ledger(path, readonly=True) as ledger:
+            return ledger.records()
+    return read
 
 
 def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
@@ -55,7 +69,8 @@ def host_view(conf: cfg.ConfigOpts, sysfs_root: str | None = None,
     if read_ledger and os.path.exists(settings.state_path):
         with Ledger(settings.state_path) as ledger:
             records = ledger.records()
-    return HostView(tree, settings.flavors, tuple(records))
+    return HostView(tree, settings.flavors, tuple(records),
+                    settings.state_path if read_ledger else None)
 
 
 def sync_host(conf: cfg.ConfigOpts, sysfs_root: str | None = None,

@@ -43,7 +43,8 @@ def update_provider_tree(provider_tree: Any, nodename: str,
     consumer, as nova passes them), also heal the units of the consumers
     Placement has from the ledger ``records`` and remove stale providers
     nobody uses.  Without allocations a stale provider cannot be known
-    to be free: it is kept, all reserved.
+    to be free: it is kept, all reserved.  ``records`` must be read after
+    nova read ``allocations`` (see _heal).
     """
     mine = {}
     for uuid in provider_tree.get_provider_uuids(nodename):
@@ -94,12 +95,17 @@ def _heal(provider_tree: Any, tree: ProviderTree,
              for p in tree.providers}
     ours = set(uuids.values()) | retired
     healed = []
-    # As nova: only consumers Placement already has.
+    # As nova: only consumers Placement has.  One nova read as empty
+    # was deleted after it listed the providers' consumers (released
+    # while the ledger was read before): writing it would create it
+    # anew.  One it read whole is written back under the generation it
+    # read, so a release since then makes nova's write fail, not
+    # resurrect it; ``records`` must be read after ``allocations``.
     for consumer, by_name in sorted(ledger_units(tree, records)
                                     .wanted.items()):
-        if consumer not in allocations:
+        if not allocations.get(consumer, {}).get("allocations"):
             continue
-        current = allocations[consumer].setdefault("allocations", {})
+        current = allocations[consumer]["allocations"]
         want = {uuids[name]: res for name, res in by_name.items()}
         have = {rp: dict(a.get("resources", {}))
                 for rp, a in current.items() if rp in ours}

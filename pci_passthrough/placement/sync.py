@@ -6,6 +6,10 @@ inventory and allocation writes, and a second sync with nothing changed
 must change nothing.  A 409 generation conflict re-reads and retries, a
 bounded number of times.  The root provider's own inventories and traits
 belong to nova-compute and are never touched.
+
+A provider whose name another tree holds is reported (NameTaken) and
+skipped; every other provider is still made right.  Healing allocations
+re-reads the ledger before each write (see ._heal).
 """
 
 import dataclasses
@@ -18,25 +22,27 @@ from oslo_log import log as logging
 from pci_passthrough import exception
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
+from pci_passthrough.placement._heal import (
+    CONSUMER_TYPE,
+    HEAL_BATCH,
+    INCOMPLETE_CONSUMER_ID,
+    Healer,
+    RecordSource,
+)
 from pci_passthrough.placement.client import PlacementClient, Response
+from pci_passthrough.placement.names_taken import NameTaken, name_holder
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
     inventory_differs,
-    ledger_units,
 )
+
+__all__ = ["CONSUMER_TYPE", "HEAL_BATCH", "INCOMPLETE_CONSUMER_ID",
+           "Reporter", "SyncReport"]
 
 LOG = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
-#: Consumers healed per POST /allocations: one request instead of one
-#: per consumer, small enough that a conflict re-reads little.
-HEAL_BATCH = 50
-#: Placement's own default for consumers whose project and user it does
-#: not know ([placement] incomplete_consumer_project_id): a consumer
-#: healed from the ledger alone gets these until Nova writes its own.
-INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
-CONSUMER_TYPE = "INSTANCE"
 
 
 @dataclasses.dataclass(slots=True)
@@ -58,6 +64,13 @@ class SyncReport:
     #: all of their inventory reserved.
     kept_in_use: list[str] = dataclasses.field(default_factory=list)
     healed_consumers: list[str] = dataclasses.field(default_factory=list)
+    #: Consumers to heal that the ledger no longer held when re-read
+    #: before the write (freed while the sync ran): not written.
+    released_meanwhile: list[str] = dataclasses.field(
+        default_factory=list)
+    #: Providers of the tree whose name another tree holds: not
+    #: created, nor their consumers healed.
+    names_taken: list[NameTaken] = dataclasses.field(default_factory=list)
     #: Ledger records whose device is not in the tree (vanished).
     unmapped: list[str] = dataclasses.field(default_factory=list)
     #: Consumers with units on our providers the ledger does not know.
@@ -71,6 +84,10 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return self.writes > 0
+
+    def problems(self) -> list[str]:
+        """What the sync could not do, one line each: exit non-zero."""
+        return [taken.line() for taken in self.names_taken]
 
 
 def _q(value: str) -> str:
@@ -99,8 +116,13 @@ class Reporter:
     def sync(self, tree: ProviderTree, records: Sequence[LedgerRecord],
              traits: Collection[str] = (),
              classes: Collection[str] = (), *,
-             create_root: bool = True) -> SyncReport:
+             create_root: bool = True,
+             ledger: RecordSource | None = None) -> SyncReport:
         """Create, update and remove providers, and heal allocations.
+
+        A provider whose name another tree holds is not created: it is
+        listed in ``names_taken`` (SyncReport.problems), and the others
+        are made right all the same.
 
         :param traits: further traits to create (those the configured
             flavors' requests may name).
@@ -109,6 +131,10 @@ class Reporter:
             nova-compute host pass False: nova-compute creates it with
             the compute node's UUID and cannot start when a provider of
             that name has another.
+        :param ledger: reads the ledger afresh; healing calls it before
+            each write, so that an instance freed while the sync runs is
+            not written back.  Without it ``records`` are taken as
+            current, which only a caller holding the ledger still may.
         :raises PlacementRootMissing: no root and not ``create_root``.
         """
         report = SyncReport()
@@ -122,14 +148,18 @@ class Reporter:
         in_tree = self.tree_providers(root)
         uuids: dict[str, str] = {}
         for provider in tree.providers:
-            uuids[provider.name] = self._sync_provider(
+            uuid = self._sync_provider(
                 provider, root, in_tree.get(provider.name), report)
+            if uuid is not None:
+                uuids[provider.name] = uuid
+        wanted = {p.name for p in tree.providers}
         for name, info in sorted(ours.items()):
-            if name not in uuids:
+            if name not in wanted:
                 self._retire(name, info["uuid"], report)
         # The retired providers still there hold allocations.
         retired = {str(ours[name]["uuid"]) for name in report.kept_in_use}
-        self.heal(tree, records, uuids, report, retired)
+        Healer(self.client, self._retry, tree, uuids,
+               {*uuids.values(), *retired}, ledger).heal(records, report)
         report.provider_uuids = uuids
         return report
 
@@ -204,14 +234,13 @@ class Reporter:
 
     def _sync_provider(self, provider: PciProvider, root: str,
                        existing: dict[str, Any] | None,
-                       report: SyncReport) -> str:
+                       report: SyncReport) -> str | None:
+        """The provider made as the host reports it; its UUID, None when
+        another tree holds its name (added to ``names_taken``)."""
         if existing is None:
-            resp = self.client.post(
-                "/resource_providers",
-                {"name": provider.name, "parent_provider_uuid": root})
-            uuid = str(resp.body["uuid"])
-            report.created_providers.append(provider.name)
-            report.writes += 1
+            uuid = self._create(provider.name, root, report)
+            if uuid is None:
+                return None
         else:
             uuid = str(existing["uuid"])
         if self.set_inventory(uuid, provider.inventory(), report):
@@ -219,6 +248,33 @@ class Reporter:
         if self.set_traits(uuid, provider.traits, report):
             report.updated_traits.append(provider.name)
         return uuid
+
+    def _create(self, name: str, root: str,
+                report: SyncReport) -> str | None:
+        """Create provider ``name`` under ``root``: its UUID, or None
+        when another tree holds the name."""
+        for _ in range(self.max_attempts):
+            resp = self.client.post(
+                "/resource_providers",
+                {"name": name, "parent_provider_uuid": root},
+                expect=(200, 409))
+            if resp.status != 409:
+                report.created_providers.append(name)
+                report.writes += 1
+                return str(resp.body["uuid"])
+            # Names are unique: who holds it?  In the tree (a sync
+            # running meanwhile made it), it is ours to complete.
+            taken = name_holder(self.client, name, root)
+            if taken is not None:
+                report.names_taken.append(taken)
+                return None
+            mine = self.tree_providers(root).get(name)
+            if mine is not None:
+                return str(mine["uuid"])
+            report.conflicts_retried += 1  # deleted meanwhile: again
+        raise exception.PlacementConflict(
+            method="POST", path="/resource_providers",
+            attempts=self.max_attempts, detail=f"provider name {name}")
 
     def _retry(self, what: str, path: str,
                attempt_fn: Callable[[], Response | None],
@@ -296,82 +352,3 @@ class Reporter:
         LOG.warning("Provider %s has no device left but still holds "
                     "allocations %s: kept, all reserved", name, usages)
         report.kept_in_use.append(name)
-
-    # -- allocations -------------------------------------------------------
-
-    def heal(self, tree: ProviderTree, records: Sequence[LedgerRecord],
-             uuids: dict[str, str], report: SyncReport,
-             retired: Collection[str] = ()) -> None:
-        """Make each instance's units on this host's providers (the
-        tree's, by ``uuids``, and the ``retired`` ones no device is
-        counted on any more) what the ledger says, one per held VF,
-        keeping the rest of its allocations.
-
-        An instance migrating away is left as it is: Nova holds its
-        units here under the migration's consumer while it moves.
-        """
-        ledger = ledger_units(tree, records)
-        report.unmapped = sorted(r.address for r in ledger.unmapped)
-        ours = set(uuids.values()) | set(retired)
-        # What each consumer holds on our providers, read per provider:
-        # a consumer already right costs no read of its own.
-        have: dict[str, dict[str, dict[str, int]]] = {}
-        for uuid in sorted(ours):
-            allocs = self.client.get(
-                f"/resource_providers/{uuid}/allocations").body
-            for consumer, alloc in allocs["allocations"].items():
-                held = {rc: n for rc, n in alloc["resources"].items() if n}
-                if held:
-                    have.setdefault(consumer, {})[uuid] = held
-        report.unknown_consumers = sorted(set(have) - ledger.known)
-        # An instance whose device vanished still holds it: its units
-        # are not lowered to what the tree can still see (left_alone).
-        stale = {}
-        for consumer, by_name in sorted(ledger.wanted.items()):
-            wanted = {uuids[name]: res for name, res in by_name.items()}
-            if have.get(consumer, {}) != wanted:
-                stale[consumer] = wanted
-        names = sorted(stale)
-        for start in range(0, len(names), HEAL_BATCH):
-            report.healed_consumers += self._heal_batch(
-                {c: stale[c] for c in names[start:start + HEAL_BATCH]},
-                ours, report)
-
-    def _heal_batch(self, wanted: dict[str, dict[str, dict[str, int]]],
-                    ours: set[str], report: SyncReport) -> list[str]:
-        """Rewrite several consumers' units in one POST /allocations (all
-        or nothing: a generation conflict re-reads them all); the
-        consumers written."""
-        written: list[str] = []
-
-        def attempt() -> Response | None:
-            bodies = {}
-            for consumer, units in wanted.items():
-                body = self.client.get(f"/allocations/{_q(consumer)}").body
-                current = {rp: dict(a["resources"])
-                           for rp, a in body["allocations"].items()}
-                merged = {rp: res for rp, res in current.items()
-                          if rp not in ours}
-                merged.update(units)
-                if merged == current:
-                    continue
-                bodies[consumer] = {
-                    "allocations": {rp: {"resources": res}
-                                    for rp, res in merged.items()},
-                    "project_id": body.get("project_id",
-                                           INCOMPLETE_CONSUMER_ID),
-                    "user_id": body.get("user_id", INCOMPLETE_CONSUMER_ID),
-                    "consumer_generation": body.get("consumer_generation"),
-                    "consumer_type": body.get("consumer_type")
-                    or CONSUMER_TYPE}
-            written[:] = sorted(bodies)
-            if not bodies:
-                return None
-            return self.client.post("/allocations", bodies,
-                                    expect=(204, 409))
-
-        if not self._retry("allocations", "/allocations", attempt, report,
-                           method="POST"):
-            return []
-        return written
-

@@ -19,6 +19,7 @@ from pci_passthrough.doctor.placement_audit import (
 from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
+from pci_passthrough.placement.names_taken import NameTaken
 from pci_passthrough.placement.tree import PciProvider, ProviderTree
 
 NODE = "cmp1"
@@ -90,6 +91,28 @@ def test_no_root_provider_is_left_to_nova_compute_and_so_are_pfs() -> None:
         ("placement-provider", f"provider {CX6.name}", False)]
     assert "start nova-compute" in found[0].repair
     assert "4 VF(s) are not offered" in found[1].problem
+
+
+def test_a_name_held_in_another_tree_is_its_own_finding() -> None:
+    observed = synced(TREE, RECORDS)
+    providers = {CX6.name: observed.providers[CX6.name]}
+    holder = NameTaken(X710.name, str(uuid.uuid4()), str(uuid.uuid4()),
+                       None)
+    stranger = NameTaken("cmp1_0000:AF:00.0", str(uuid.uuid4()),
+                         str(uuid.uuid4()), None)
+    found = audit(TREE, RECORDS, dataclasses.replace(
+        observed, providers=providers,
+        elsewhere={X710.name: holder, stranger.name: stranger}))
+    # Not "missing, fixable": sync cannot create it; nor are the units
+    # of instance ONE, which it cannot write, a finding of their own.
+    assert kinds(found) == [
+        ("placement-name-taken", f"provider {X710.name}", False)]
+    assert holder.uuid in found[0].problem
+    assert f"openstack resource provider delete {holder.uuid}" in \
+        found[0].repair
+    # A name held elsewhere while the tree has its own is no finding.
+    assert audit(TREE, RECORDS, dataclasses.replace(
+        observed, elsewhere={X710.name: holder})) == []
 
 
 def test_inventory_and_trait_drift_name_the_field_and_the_traits() -> None:

@@ -43,6 +43,14 @@ def placement_like() -> dict[str, Any]:
         "tree": {"resource_providers": [
             {"uuid": ROOT, "name": "cmp1"},
             {"uuid": CHILD, "name": "cmp1_0000:3B:00.0"}]},
+        "all": {"resource_providers": [
+            {"uuid": ROOT, "name": "cmp1", "root_provider_uuid": ROOT,
+             "parent_provider_uuid": None},
+            {"uuid": CHILD, "name": "cmp1_0000:3B:00.0",
+             "root_provider_uuid": ROOT, "parent_provider_uuid": ROOT},
+            {"uuid": STRANGER, "name": "cmp1_0000:5E:00.0",
+             "root_provider_uuid": STRANGER,
+             "parent_provider_uuid": None}]},
         "inventories": {"inventories": {"CUSTOM_X": {"total": 4,
                                                      "reserved": 0}},
                         "resource_provider_generation": 1},
@@ -62,6 +70,8 @@ def route(path: str) -> str:
         return "tree"
     if path.startswith("/allocations/"):
         return "consumer"
+    if path == "/resource_providers":
+        return "all"
     return path.rsplit("/", 1)[-1]
 
 
@@ -116,6 +126,9 @@ def test_a_well_formed_answer_is_read(server, client) -> None:
     (child,) = observed.providers.values()
     assert child.owned and child.allocations == {STRANGER: {"CUSTOM_X": 1}}
     assert observed.consumer_types == {STRANGER: "INSTANCE"}
+    (taken,) = observed.elsewhere.values()
+    assert (taken.name, taken.uuid, taken.parent_uuid) == (
+        "cmp1_0000:5E:00.0", STRANGER, None)
 
 
 JSON = st.recursive(
