@@ -126,7 +126,8 @@ class HostDoctor:
             client, self._placement.tree(nodename),
             self._tracker.records(), remote,
             traits=self._placement.flavor_traits(),
-            classes=self._placement.flavor_classes())
+            classes=self._placement.flavor_classes(),
+            ledger=self._tracker.records)
         if done.provider_uuids is not None:
             self._placement.remember_providers(nodename,
                                                done.provider_uuids)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from pci_passthrough import exception
 from pci_passthrough.doctor.placement_audit import audit, observe
 from pci_passthrough.doctor.report import Finding
-from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.ledger import LedgerRecord, RecordSource
 from pci_passthrough.placement.client import PlacementClient
 from pci_passthrough.placement.sync import Reporter
 from pci_passthrough.placement.tree import ProviderTree
@@ -23,7 +23,8 @@ class PlacementRepair:
 def repair(client: PlacementClient, tree: ProviderTree,
            records: Sequence[LedgerRecord], findings: Sequence[Finding],
            *, traits: Collection[str] = (),
-           classes: Collection[str] = ()) -> PlacementRepair:
+           classes: Collection[str] = (),
+           ledger: RecordSource | None = None) -> PlacementRepair:
     """Sync when any finding is fixable, then audit again, with the
     ledger as the host's own repairs left it: a finding gone is fixed,
     one still there is left with what differs now, and one the host's
@@ -34,6 +35,9 @@ def repair(client: PlacementClient, tree: ProviderTree,
 
     :param traits: further traits to create (the flavors' requests').
     :param classes: further custom classes to create.
+    :param ledger: reads the ledger afresh: the sync writes only what
+        it holds at the moment of each write (an instance freed since
+        ``records`` were read is never written back).
     """
     known = {r.instance_uuid for r in records}
     uuids = None
@@ -41,7 +45,7 @@ def repair(client: PlacementClient, tree: ProviderTree,
         if any(f.fixable for f in findings):
             uuids = Reporter(client).sync(
                 tree, records, traits, classes,
-                create_root=False).provider_uuids
+                create_root=False, ledger=ledger).provider_uuids
         after = audit(tree, records, observe(client, tree.nodename, known))
     except exception.PciPassthroughError as exc:
         why = f"placement sync failed: {exc}"

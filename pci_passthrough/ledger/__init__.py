@@ -18,7 +18,7 @@ hand allocated devices out again.
 
 from pci_passthrough.ledger._file import SQLITE_MAGIC
 from pci_passthrough.ledger._schema import APPLICATION_ID, SCHEMA_VERSION
-from pci_passthrough.ledger.record import LedgerRecord
+from pci_passthrough.ledger.record import LedgerRecord, RecordSource
 from pci_passthrough.ledger.store import BUSY_TIMEOUT_S, Ledger
 from pci_passthrough.ledger.transaction import LedgerTransaction
 from pci_passthrough.model.states import PortState
@@ -36,4 +36,5 @@ __all__ = [
     "Ledger",
     "LedgerRecord",
     "LedgerTransaction",
+    "RecordSource",
 ]

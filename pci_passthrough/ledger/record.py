@@ -1,6 +1,7 @@
 """One row of the claims ledger, as the tracker and Placement see it."""
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,3 +22,8 @@ class LedgerRecord:
 #: The claims table's columns, in LedgerRecord's order.
 COLUMNS = ("instance_uuid, port_index, address, state, flavor, request, "
            "netdev")
+
+
+#: Reads the ledger's records afresh (a writer that must not act on a
+#: stale read, such as Placement's heal, calls it right before writing).
+RecordSource = Callable[[], Sequence[LedgerRecord]]

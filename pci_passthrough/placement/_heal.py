@@ -22,7 +22,7 @@ import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.ledger import LedgerRecord, RecordSource
 from pci_passthrough.placement.client import PlacementClient, Response
 from pci_passthrough.placement.tree import ProviderTree, ledger_units
 
@@ -35,8 +35,6 @@ HEAL_BATCH = 50
 INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
 CONSUMER_TYPE = "INSTANCE"
 
-#: Reads the ledger afresh.
-RecordSource = Callable[[], Sequence[LedgerRecord]]
 #: consumer -> provider UUID -> resource class -> units.
 Units = dict[str, dict[str, dict[str, int]]]
 

@@ -20,14 +20,13 @@ from typing import Any
 from oslo_log import log as logging
 
 from pci_passthrough import exception
-from pci_passthrough.ledger import LedgerRecord
+from pci_passthrough.ledger import LedgerRecord, RecordSource
 from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement._heal import (
     CONSUMER_TYPE,
     HEAL_BATCH,
     INCOMPLETE_CONSUMER_ID,
     Healer,
-    RecordSource,
 )
 from pci_passthrough.placement.client import PlacementClient, Response
 from pci_passthrough.placement.names_taken import NameTaken, name_holder
