@@ -178,6 +178,10 @@ def unpack(sdist: pathlib.Path, work: pathlib.Path) -> pathlib.Path:
 
 
 def apply(tree: pathlib.Path, patches: list[Patch]) -> None:
+    """Apply and commit each patch. The stamp follows every commit, so
+    that a tree whose build stopped at a patch that does not apply can be
+    rebuilt, unless someone committed to it since."""
+    write_stamp(tree, "")
     for done, patch in enumerate(patches):
         proc = subprocess.run(
             ["git", "apply", "--index", "--whitespace=nowarn",
@@ -190,6 +194,7 @@ def apply(tree: pathlib.Path, patches: list[Patch]) -> None:
                 f"on nova {NOVA_VERSION} {after}:\n{proc.stderr.strip()}")
         message = f"{patch.header() or patch.name}\n\n{TRAILER}{patch.name}"
         git(tree, "commit", "-q", "--no-verify", "-m", message)
+        write_stamp(tree, "")
 
 
 def link_tests(tree: pathlib.Path) -> list[str]:
@@ -227,8 +232,8 @@ def build(work: pathlib.Path, force: bool) -> pathlib.Path:
             link_tests(tree)
             return tree
         if lost is not None and not force:
-            raise BuildError(f"not rebuilding {tree}: {lost} (export them, "
-                             f"or pass --force to discard them)")
+            raise BuildError(f"not rebuilding {tree}: {lost} (commit and "
+                             f"export it, or pass --force to discard it)")
     tree = unpack(fetch_sdist(), work)
     apply(tree, patches)
     write_stamp(tree, digest)

@@ -25,9 +25,9 @@ start_compute sets the host's options just before starting it.
 import os
 
 import fixtures
-
 from nova import conf
 from nova.tests.functional.libvirt import base
+
 from pci_passthrough.config import opts as pci_opts
 from pci_passthrough.fixtures import sysfs_tree
 from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
