@@ -25,7 +25,7 @@ start_compute sets the host's options just before starting it.
 import os
 
 import fixtures
-from nova import conf
+from nova import conf, exception
 from nova.tests.functional.libvirt import base
 
 from pci_passthrough.config import opts as pci_opts
@@ -134,3 +134,14 @@ class SriovPluginStartTest(SriovPluginTestBase):
             {address: "available"
              for address in self.trees["compute1"].devices},
             agent.device_states())
+
+    def test_compute_does_not_start_without_its_plugin(self):
+        self.flags(driver="no_such_plugin", group="sriov_plugin")
+
+        exc = self.assertRaises(exception.InvalidConfiguration,
+                                self.start_compute, "compute1")
+
+        self.assertIn("[sriov_plugin] driver no_such_plugin is not an "
+                      "entry point of namespace "
+                      "nova.virt.libvirt.sriov_plugin", str(exc))
+        self.assertNotIn("compute1", self.computes)
