@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
     {"tracker", "placement"},
     {"doctor"},
     {"agent"},
+    {"nova"},
     {"cli", "fixtures"},
     {"demo"},
     {"__init__"},
