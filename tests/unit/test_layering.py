@@ -32,6 +32,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
 ROOM_OF = {
     # The privsep context sits where privsep-helper finds it by name.
     "pci_passthrough.privsep": "hygiene",
+    # The options where a fork imports them.
+    "pci_passthrough.opts": "config",
 }
 
 

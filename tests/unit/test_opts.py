@@ -26,6 +26,18 @@ def test_register_opts_on_separate_confs_do_not_share_state() -> None:
     assert b.pci_passthrough.special_attributes == ["group"]
 
 
+def test_a_fork_registers_the_options_as_the_readme_says() -> None:
+    # README, "Using it from a nova-compute fork": the public path.
+    from pci_passthrough import opts as public
+
+    conf = cfg.ConfigOpts()
+    public.register_opts(conf)
+    conf([])
+    assert conf.pci_passthrough.network_driver == "libvirt_macvtap"
+    assert public.list_opts is opts.list_opts
+    assert public.set_defaults is opts.set_defaults
+
+
 def test_set_defaults_changes_only_the_given_options() -> None:
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
