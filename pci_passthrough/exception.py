@@ -120,6 +120,10 @@ class NetworkDriverError(PciPassthroughError):
                "%(port)s: %(reason)s.")
 
 
+class VfNetdevUnresolved(NetworkDriverError):
+    """A VF's net/ in sysfs does not name exactly one netdev now."""
+
+
 class NetworkOperationFailed(PciPassthroughError):
     msg_fmt = ("Cannot %(operation)s network %(network)s: %(reason)s "
                "(libvirt error code %(code)s).")

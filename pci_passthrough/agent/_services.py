@@ -96,7 +96,8 @@ def make_services(conf: cfg.ConfigOpts,
             networks=networks, netdevs=netdevs, leases=leases,
             rescan=scan.refresh, repairs=HostRepairs(
                 tracker=tracker, networks=networks, leases=leases,
-                journals=hygiene, locks=gate),
+                journals=hygiene, locks=gate,
+                sysfs_root=settings.sysfs_root, netdevs=netdevs),
             placement=placement, metrics=metrics),
         metrics=metrics)
 

@@ -3,7 +3,10 @@ nothing; plugging (defining and starting their networks); releasing
 (deleting the networks, restoring the VFs, freeing the devices).
 
 A device is freed only once its network is gone, so that a device is
-never handed out while a network still holds it.
+never handed out while a network still holds it.  A VF is its PCI
+address, never its netdev's name: a plug reads the name from sysfs at
+that moment (the last scan may be older than a rename), and plugs
+nothing when it cannot.
 """
 
 import dataclasses
@@ -18,6 +21,7 @@ from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.agent.vf_hygiene import VfHygiene
+from pci_passthrough.discovery.netdev_lookup import live_netdev
 from pci_passthrough.model.claims import Allocation, Explanation, PortRequest
 from pci_passthrough.model.instance_id import canonical_uuid
 from pci_passthrough.model.states import NETWORKED, PortState
@@ -137,11 +141,18 @@ class Ports:
                       fresh: Collection[int] = ()) -> list[PluggedPort]:
         """Ensure the networks of the instance's ports; ``fresh``: ports
         an incoming migration just claimed (their VFs' state is
-        journalled, as a claimed port's is)."""
+        journalled, as a claimed port's is).
+
+        :raises VfNetdevUnresolved: a VF's netdev cannot be read from
+            sysfs; nothing was touched.
+        """
         allocs = sorted(self._tracker.allocations(instance_uuid),
                         key=lambda a: a.port_index)
         if not allocs:
             return []
+        # Every name before any step: one that cannot be read refuses
+        # the whole call with nothing touched.
+        allocs = self._with_live_netdevs(instance_uuid, allocs)
         states = {a.state for a in allocs}
         # Incoming and outgoing ports keep their lease; anything else
         # becomes plugged (a mix is refused by the transition table).
@@ -216,6 +227,48 @@ class Ports:
         # from being handed out until doctor --fix restores it.
         self._hygiene.restore_held(self._tracker.allocations(instance))
         return self._tracker.free(instance)
+
+    def _with_live_netdevs(self, instance: str, allocs: list[Allocation]
+                           ) -> list[Allocation]:
+        """The claims with their VFs' netdevs as sysfs names them now.
+
+        :raises VfNetdevUnresolved: a VF's net/ does not name exactly one
+            netdev.
+        """
+        live = []
+        renamed = []
+        for alloc in allocs:
+            found = live_netdev(self._scan.sysfs_root, alloc.address)
+            if found.netdev is None:
+                raise exception.VfNetdevUnresolved(
+                    network=self._networks.name(instance, alloc.port_index),
+                    instance=instance, port=alloc.port_index,
+                    reason=f"the netdev of VF {alloc.address} cannot be "
+                           f"resolved: {found.problem}; nothing was "
+                           f"plugged")
+            if found.netdev != alloc.netdev:
+                LOG.warning("VF %s of instance %s port %s is netdev %s "
+                            "now, not %s as the last scan saw: plugging "
+                            "%s", alloc.address, instance,
+                            alloc.port_index, found.netdev, alloc.netdev,
+                            found.netdev)
+                renamed.append(alloc.address)
+            live.append(dataclasses.replace(alloc, netdev=found.netdev))
+        if renamed:
+            self._refresh_names(live, renamed)
+        return live
+
+    def _refresh_names(self, live: list[Allocation],
+                       renamed: list[str]) -> None:
+        """The tracker and the ledger take the names a plug found."""
+        try:
+            self._scan.refresh()
+        except exception.SysfsRootError as exc:
+            LOG.warning("Cannot rescan sysfs after a rename (%s); the "
+                        "next refresh will", exc)
+        for alloc in live:
+            if alloc.address in renamed and alloc.netdev:
+                self._tracker.set_netdev(alloc.address, alloc.netdev)
 
     # -- checks ------------------------------------------------------------
 

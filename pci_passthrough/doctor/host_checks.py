@@ -3,7 +3,10 @@ networks and the VF netdevs.
 
 HostDoctor gathers what they compare into a HostState and HostRepairs
 repairs what they find; the checks only read (the VF netdevs through
-the agent's NetdevAccess, upper devices from sysfs).
+the agent's NetdevAccess, upper devices from sysfs).  A claimed VF's
+netdev is read from sysfs by its PCI address as it is checked: a
+network holding another VF's netdev means that a guest plugged through
+it sits on that VF, whatever the last scan called it.
 """
 
 import dataclasses
@@ -11,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from pci_passthrough import exception
+from pci_passthrough.discovery.netdev_lookup import live_netdev
 from pci_passthrough.doctor.report import Finding, FindingKind
 from pci_passthrough.hygiene.access import NetdevAccess
 from pci_passthrough.hygiene.record import NetdevState, diff
@@ -108,9 +112,18 @@ def network_findings(state: HostState, allocs: list[Allocation],
             f"instance {parsed[0]} port {parsed[1]} holds no claim here",
             "delete the network", fixable=True))
     for alloc in allocs:
-        if alloc.state not in NETWORKED or not alloc.netdev:
+        if alloc.state not in NETWORKED:
             continue
-        spec = spec_of(alloc)
+        netdev = alloc.netdev
+        if not alloc.vanished:
+            live = live_netdev(state.sysfs_root, alloc.address)
+            if live.netdev is None:
+                found.append(_unresolved(alloc, live.problem or ""))
+                continue
+            netdev = live.netdev
+        if not netdev:
+            continue
+        spec = spec_of(dataclasses.replace(alloc, netdev=netdev))
         subject = f"network {spec.name}"
         status = state.networks.get(spec.name)
         repair = f"define and start it holding {spec.netdev}"
@@ -123,11 +136,14 @@ def network_findings(state: HostState, allocs: list[Allocation],
             continue
         problems = status.problems(spec, state.forward_mode)
         if problems:
+            problem = "; ".join(problems) + " (the ledger's claim of " \
+                f"{alloc.address})"
+            misplugged = _misplugged(state, alloc, spec, status)
             found.append(Finding(
                 FindingKind.DRIFTED_NETWORK, subject,
-                "; ".join(problems) + " (the ledger's claim of "
-                f"{alloc.address})", f"rewrite it: {repair}",
-                fixable=True))
+                problem + "".join(f"; {p}" for p, _ in misplugged),
+                f"rewrite it: {repair}" + "".join(
+                    f"; {r}" for _, r in misplugged), fixable=True))
         elif status.inactive():
             found.append(Finding(
                 FindingKind.INACTIVE_NETWORK, subject,
@@ -135,6 +151,58 @@ def network_findings(state: HostState, allocs: list[Allocation],
                 "start it, define it persistently and autostart it",
                 fixable=True))
     return found
+
+
+def _unresolved(alloc: Allocation, problem: str) -> Finding:
+    return Finding(
+        FindingKind.NETDEV_CHANGED, f"device {alloc.address}",
+        f"held by instance {alloc.instance_uuid} port {alloc.port_index} "
+        f"({alloc.state}), but its netdev cannot be resolved: {problem}",
+        "find what renamed or unbound it (udev rules, its driver); its "
+        "network is left as it is until the VF names one netdev again",
+        fixable=False)
+
+
+def _misplugged(state: HostState, alloc: Allocation, spec: NetworkSpec,
+                status: NetworkStatus) -> list[tuple[str, str]]:
+    """For each other VF's netdev the network holds: what that means for
+    its guest, and the repair's part for it."""
+    found = []
+    for netdev in status.netdevs:
+        other = vf_holding(state.sysfs_root, state.devices, netdev)
+        if netdev == spec.netdev or other in (None, alloc.address):
+            continue
+        uppers = upper_devices(state.sysfs_root, netdev)
+        if not uppers:
+            found.append((
+                f"{netdev} is the netdev of VF {other} now, on which a "
+                f"guest plugged through this network while it held "
+                f"{netdev} would sit, not on its claimed VF "
+                f"{alloc.address}; nothing sits on {netdev} now",
+                f"VF {other} stays claimable"))
+            continue
+        found.append((
+            f"{netdev} is the netdev of VF {other} now: a guest plugged "
+            f"through this network sits on {other}, not on its claimed "
+            f"VF {alloc.address} (upper device(s) {', '.join(uppers)} on "
+            f"{netdev})",
+            f"hold VF {other} back from claims while anything sits on "
+            f"{netdev}; the guest of instance {alloc.instance_uuid} port "
+            f"{alloc.port_index} must be replugged (detach and attach its "
+            f"interface, or hard-reboot or migrate the instance) to move "
+            f"to {alloc.address}"))
+    return found
+
+
+def vf_holding(sysfs_root: str, devices: Mapping[str, PciDevice],
+               netdev: str) -> str | None:
+    """The assignable VF whose netdev is ``netdev`` now: one the last
+    scan named so, if sysfs still does."""
+    for address in sorted(devices):
+        if devices[address].netdev == netdev and \
+                live_netdev(sysfs_root, address).netdev == netdev:
+            return address
+    return None
 
 
 def device_findings(state: HostState,
@@ -191,6 +259,23 @@ def journal_findings(state: HostState,
         if address in held:
             continue  # in use: restored when released
         subject = f"device {address}"
+        netdev = live_netdev(state.sysfs_root, address).netdev or \
+            journal.netdev
+        uppers = upper_devices(state.sysfs_root, netdev)
+        if uppers:
+            # A guest plugged onto it through a network that held its
+            # netdev: restoring it now would pull the netdev from under
+            # the guest, and freeing it would hand the guest's VF out.
+            found.append(Finding(
+                FindingKind.VF_NOT_RESTORED, subject,
+                f"free, but held back (its state is journalled) while "
+                f"upper device(s) {', '.join(uppers)} sit on its netdev "
+                f"{netdev}: a guest plugged through a network that held "
+                f"{netdev} may sit on it",
+                f"move that guest off {netdev} (replug the instance whose "
+                f"network held it); doctor --fix then restores the VF and "
+                f"hands it out again", fixable=False))
+            continue
         try:
             current = netdevs.read(
                 journal.netdev,

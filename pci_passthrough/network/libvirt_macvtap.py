@@ -201,12 +201,11 @@ class LibvirtMacvtapDriver(NetworkDriver):
     def _converge(self, conn: libvirt.virConnect, spec: NetworkSpec,
                   xml: str) -> bool:
         net = self._lookup(conn, spec.name)
-        if net is None:
+        current = None if net is None else self._parsed(net)
+        if net is None or current is None:
             net = self._define(conn, xml)
             self._start(net)
             return True
-        self.calls += 1
-        current = netxml.parse_network(net.XMLDesc(0))
         if current.as_spec() != spec or current.mode != self.mode:
             LOG.info("Network %s holds %s (mode %s, vlan %s); rewriting "
                      "it for %s", spec.name, current.netdevs, current.mode,
@@ -228,6 +227,17 @@ class LibvirtMacvtapDriver(NetworkDriver):
             changed = True
         return changed
 
+    def _parsed(self, net: libvirt.virNetwork) -> netxml.ParsedNetwork | None:
+        """The network's definition; None when it was deleted since it
+        was looked up."""
+        self.calls += 1
+        try:
+            return netxml.parse_network(net.XMLDesc(0))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                raise
+            return None
+
     def _remove(self, net: libvirt.virNetwork) -> None:
         # Destroy first: a real daemon turns an undefined active network
         # transient, the test driver refuses to undefine it.
@@ -235,6 +245,8 @@ class LibvirtMacvtapDriver(NetworkDriver):
         try:
             net.destroy()
         except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return  # deleted since it was looked up
             if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                 raise  # anything but "not active"
         self.calls += 1
@@ -258,44 +270,62 @@ class LibvirtMacvtapDriver(NetworkDriver):
         return self._run(name, "delete", step)
 
     def list_networks(self, prefix: str) -> dict[str, NetworkSpec]:
-        def step(conn: libvirt.virConnect) -> dict[str, NetworkSpec]:
-            self.calls += 1
-            found = {}
-            for net in conn.listAllNetworks(0):
-                name = net.name()
-                if not name.startswith(prefix):
-                    continue
-                self.calls += 1
-                parsed = netxml.parse_network(net.XMLDesc(0))
-                # A network under the prefix that holds several netdevs
-                # was not written by this driver: report it with its first
-                # netdev so that reconciliation rewrites it.
-                found[name] = NetworkSpec(
-                    name, parsed.netdevs[0] if parsed.netdevs else "",
-                    parsed.vlan)
-            return found
-
-        return self._run(prefix + "*", "list", step)
+        return self._run(prefix + "*", "list", lambda conn: (
+            self._inspect_all(conn, prefix, self._spec_of)))
 
     def forward_mode(self) -> str | None:
         return self.mode
 
     def network_status(self, prefix: str) -> dict[str, NetworkStatus]:
-        def step(conn: libvirt.virConnect) -> dict[str, NetworkStatus]:
-            found = {}
-            for net in conn.listAllNetworks(0):
-                name = net.name()
-                if not name.startswith(prefix):
-                    continue
-                self.calls += 4
-                parsed = netxml.parse_network(net.XMLDesc(0))
-                found[name] = NetworkStatus(
-                    spec=NetworkSpec(
-                        name, parsed.netdevs[0] if parsed.netdevs else "",
-                        parsed.vlan),
-                    netdevs=parsed.netdevs, active=bool(net.isActive()),
-                    persistent=bool(net.isPersistent()),
-                    autostart=bool(net.autostart()), mode=parsed.mode)
-            return found
+        return self._run(prefix + "*", "inspect", lambda conn: (
+            self._inspect_all(conn, prefix, self._status_of)))
 
-        return self._run(prefix + "*", "inspect", step)
+    def _spec_of(self, net: libvirt.virNetwork) -> NetworkSpec:
+        self.calls += 1
+        parsed = netxml.parse_network(net.XMLDesc(0))
+        # A network under the prefix that holds several netdevs was not
+        # written by this driver: report it with its first netdev so
+        # that reconciliation rewrites it.
+        return NetworkSpec(net.name(),
+                           parsed.netdevs[0] if parsed.netdevs else "",
+                           parsed.vlan)
+
+    def _status_of(self, net: libvirt.virNetwork) -> NetworkStatus:
+        self.calls += 4
+        parsed = netxml.parse_network(net.XMLDesc(0))
+        return NetworkStatus(
+            spec=NetworkSpec(net.name(),
+                             parsed.netdevs[0] if parsed.netdevs else "",
+                             parsed.vlan),
+            netdevs=parsed.netdevs, active=bool(net.isActive()),
+            persistent=bool(net.isPersistent()),
+            autostart=bool(net.autostart()), mode=parsed.mode)
+
+    def _listed(self, conn: libvirt.virConnect,
+                prefix: str) -> list[libvirt.virNetwork]:
+        """The networks whose names start with ``prefix``, as listed
+        now."""
+        self.calls += 1
+        return [net for net in conn.listAllNetworks(0)
+                if net.name().startswith(prefix)]
+
+    def _inspect_all(self, conn: libvirt.virConnect, prefix: str,
+                     inspect: Callable[[libvirt.virNetwork], T]
+                     ) -> dict[str, T]:
+        """``inspect`` of each network listed under ``prefix``, by name.
+
+        A network deleted between the listing and its inspection (an
+        agent releasing its instance meanwhile) is not there: it is left
+        out, as a listing made a moment later would.  Any other error
+        fails the whole step.
+        """
+        found = {}
+        for net in self._listed(conn, prefix):
+            try:
+                found[net.name()] = inspect(net)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                    raise
+                LOG.debug("Network %s vanished while it was inspected: "
+                          "left out (%s)", net.name(), exc)
+        return found
