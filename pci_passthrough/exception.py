@@ -91,6 +91,18 @@ class LedgerError(PciPassthroughError):
     msg_fmt = "Claims ledger %(path)s is unusable: %(reason)s."
 
 
+class LedgerDiskFull(LedgerError):
+    msg_fmt = "Claims ledger %(path)s: disk full: %(reason)s."
+
+
+class LedgerReadOnly(LedgerError):
+    msg_fmt = "Claims ledger %(path)s: read-only file system: %(reason)s."
+
+
+class LedgerPermissionDenied(LedgerError):
+    msg_fmt = "Claims ledger %(path)s: permission denied: %(reason)s."
+
+
 class InvalidStateTransition(PciPassthroughError):
     msg_fmt = ("Instance %(instance)s port %(port)s cannot go from state "
                "%(old)s to %(new)s; from %(old)s it may go to: "

@@ -3,7 +3,9 @@ tell a ledger from an empty, foreign, unknown or damaged file.
 
 Every refusal is a LedgerError naming the file and saying what to do;
 none of them ever resets the file, since a reset would hand allocated
-devices out again.
+devices out again.  A storage fault (a full disk, a read-only file
+system, a permission) is never taken for a damaged file: its error
+names the fault, and its advice loses nothing.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ from pci_passthrough.ledger._schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
 )
+from pci_passthrough.ledger._storage import storage_error, unwritable_error
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -27,6 +30,11 @@ RESTORE = ("restore it from a backup; or, after checking libvirt's "
            "networks (virsh net-list --all) against the instances it "
            "held, move it away deliberately so that an empty ledger is "
            "created")
+#: What a storage error says the ledger still holds, by what failed.
+UNCHANGED = "nothing was changed"
+NOT_CREATED = "nothing was created"
+ROLLED_BACK = ("the transaction was rolled back: the ledger holds what "
+               "it held before")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,10 +48,38 @@ class LedgerFile:
         """The error refusing this ledger for ``reason``."""
         return exception.LedgerError(path=self.path, reason=reason)
 
+    def error(self, doing: str, exc: BaseException,
+              kept: str = UNCHANGED) -> exception.LedgerError:
+        """The error for ``exc``, raised while ``doing``, saying that
+        ``kept`` holds: the storage fault behind it, or else a refusal
+        quoting it."""
+        return storage_error(self.path, doing, exc, kept) or \
+            self.fail(f"{doing} ({exc}); {kept}")
+
+    def storage_error(self, doing: str, exc: BaseException,
+                      kept: str = UNCHANGED
+                      ) -> exception.LedgerError | None:
+        """The error naming the storage fault behind ``exc``, raised
+        while ``doing``; None when it is not one."""
+        return storage_error(self.path, doing, exc, kept)
+
+    def check_writable(self) -> None:
+        """Refuse, before SQLite quietly opens it read-only, a ledger
+        this user cannot write or that is on a read-only file system."""
+        if not os.access(self.path, os.R_OK | os.W_OK,
+                         effective_ids=True):
+            error = unwritable_error(self.path, "cannot open it for "
+                                     "writing", UNCHANGED)
+            if error is not None:
+                raise error
+
     def unreadable(self, exc: sqlite3.Error) -> exception.LedgerError:
-        """The error for a file SQLite cannot read as a database."""
-        return self.fail(f"not a readable SQLite database ({exc}); "
-                         f"{RESTORE}")
+        """The error for a file SQLite cannot read as a database, unless
+        a storage fault keeps it from reading it."""
+        return storage_error(self.path, "cannot open it", exc,
+                             UNCHANGED) or \
+            self.fail(f"not a readable SQLite database ({exc}); "
+                      f"{RESTORE}")
 
     def connect(self, path: str, mode: str,
                 *extra: str) -> sqlite3.Connection:
@@ -58,7 +94,7 @@ class LedgerFile:
                                    isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as exc:
-            raise self.fail(f"cannot open it ({exc})") from exc
+            raise self.error("cannot open it", exc) from exc
 
     def check_file(self, st: os.stat_result) -> None:
         """What can be told without SQLite: a folder, an empty file, a file
@@ -76,7 +112,7 @@ class LedgerFile:
             with open(self.path, "rb") as f:
                 head = f.read(len(SQLITE_MAGIC))
         except OSError as exc:
-            raise self.fail(f"cannot read it ({exc})") from exc
+            raise self.error("cannot read it", exc) from exc
         if head != SQLITE_MAGIC:
             raise self.fail(f"not a SQLite database (it starts with "
                             f"{head[:8]!r}); check option "
@@ -114,3 +150,11 @@ class LedgerFile:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise self.fail(f"integrity check failed: {check}; {RESTORE}")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """End the connection's transaction, unless SQLite ended it already
+    (as it may on a full disk): a ROLLBACK then fails, and would hide
+    the error being handled."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

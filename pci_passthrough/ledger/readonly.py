@@ -87,13 +87,13 @@ def read_snapshot(file: LedgerFile,
     except FileNotFoundError:
         return missing
     except OSError as exc:
-        raise file.fail(f"cannot look at it ({exc})") from exc
+        raise file.error("cannot look at it", exc) from exc
     file.check_file(st)
     path = os.path.realpath(file.path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise file.fail(f"cannot read it ({exc})") from exc
+        raise file.error("cannot read it", exc) from exc
     try:
         try:
             lock_shared(fd, file.busy_timeout)
@@ -118,16 +118,17 @@ def _read_only(file: LedgerFile, path: str,
         file.check_schema(conn)
         return read(conn)
     except sqlite3.OperationalError as exc:
-        folder = os.path.dirname(path)
         wal, shm, _ = side_files(path)
-        if (wal and shm) or os.access(folder, os.W_OK):
-            raise file.unreadable(exc) from exc
-        # A -wal or -shm is missing: SQLite must create it to read the
-        # ledger, in a folder this user cannot write.
-        raise file.fail(
-            f"cannot read it without creating SQLite's -shm file next to "
-            f"it, and this user cannot write that folder ({exc}); run this "
-            f"as the user that runs the agent") from exc
+        if not (wal and shm):
+            # A -wal or -shm is missing: SQLite must create it to read
+            # the ledger, in a folder this user cannot write, on a
+            # read-only file system or on a full disk.
+            error = file.storage_error(
+                "cannot read it without creating SQLite's -shm file next "
+                "to it", exc)
+            if error is not None:
+                raise error from exc
+        raise file.unreadable(exc) from exc
     except sqlite3.DatabaseError as exc:
         raise file.unreadable(exc) from exc
     finally:

@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from pci_passthrough.hygiene.record import NetdevState
-from pci_passthrough.ledger._file import LedgerFile
+from pci_passthrough.ledger._file import (
+    ROLLED_BACK,
+    LedgerFile,
+    rollback,
+)
 from pci_passthrough.ledger._open import open_writable
 from pci_passthrough.ledger._reader import RowReader
 from pci_passthrough.ledger.readonly import read_snapshot
@@ -96,7 +100,7 @@ class Ledger:
                 self._cache = (version, records)
                 return list(records)
             except sqlite3.Error as exc:
-                raise self._file.fail(str(exc)) from exc
+                raise self._file.error("cannot read it", exc) from exc
 
     def journals(self) -> dict[str, NetdevState]:
         """address -> the state journalled before its plug, for every VF
@@ -115,7 +119,7 @@ class Ledger:
                 try:
                     return read(self._conn)
                 except sqlite3.Error as exc:
-                    raise self._file.fail(str(exc)) from exc
+                    raise self._file.error("cannot read it", exc) from exc
             return self._snapshot(read, {})
 
     def data_version(self) -> int:
@@ -145,22 +149,24 @@ class Ledger:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise self._file.fail(f"cannot start a transaction "
-                                      f"({exc})") from exc
+                raise self._file.error("cannot start a transaction",
+                                       exc) from exc
             try:
                 yield LedgerTransaction(self._rows, conn)
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise self._file.fail(str(exc)) from exc
+                rollback(conn)
+                raise self._file.error("cannot write", exc,
+                                       ROLLED_BACK) from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback(conn)
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise self._file.fail(f"cannot commit ({exc})") from exc
+                    rollback(conn)
+                raise self._file.error("cannot commit", exc,
+                                       ROLLED_BACK) from exc
 
     def close(self) -> None:
         """Close the connection (a read-only ledger holds none)."""

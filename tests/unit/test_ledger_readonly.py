@@ -5,9 +5,10 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 
+import ledger_locked
 import pytest
+from ledger_locked import as_nobody, lock
 from ledger_v1 import write_v1_ledger
 
 from pci_passthrough import exception
@@ -78,39 +79,7 @@ def test_sqlite_mode_ro_with_both_side_files_creates_nothing(tmp_path):
         assert sorted(os.listdir(tmp_path)) == names
 
 
-def as_nobody(fn, *args):
-    """Run fn(*args) in a forked child without the right to write the
-    folder: as uid 65534 when root (root ignores permissions)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            code = fn(*args)
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-@pytest.fixture
-def locked_folder():
-    """A folder that the child of as_nobody can read but not write."""
-    folder = tempfile.mkdtemp(prefix="pcipt-ro-")
-    os.chmod(folder, 0o755)
-    yield folder
-    os.chmod(folder, 0o755)
-    for name in os.listdir(folder):
-        os.unlink(os.path.join(folder, name))
-    os.rmdir(folder)
-
-
-def _lock(folder):
-    if os.geteuid() != 0:
-        os.chmod(folder, 0o555)
+locked_folder = pytest.fixture(ledger_locked.locked_folder)
 
 
 def _ro_fails_readonly(path):
@@ -125,7 +94,7 @@ def test_sqlite_mode_ro_in_a_locked_folder_without_side_files_fails(
         locked_folder):
     path = os.path.join(locked_folder, "l.db")
     make_ledger(path)
-    _lock(locked_folder)
+    lock(locked_folder)
     assert as_nobody(_ro_fails_readonly, path) == 0
 
 
@@ -139,7 +108,7 @@ def test_sqlite_mode_ro_in_a_locked_folder_with_side_files_works(
     make_ledger(path)
     with Ledger(path) as writer:
         writer.records()
-        _lock(locked_folder)
+        lock(locked_folder)
         before = sorted(os.listdir(locked_folder))
         assert as_nobody(_ro_reads, path, 2) == 0
         assert sorted(os.listdir(locked_folder)) == before
@@ -196,7 +165,7 @@ def _ledger_reads(path, expected):
 def test_read_only_in_a_locked_folder_without_side_files(locked_folder):
     path = os.path.join(locked_folder, "claims.db")
     make_ledger(path)
-    _lock(locked_folder)
+    lock(locked_folder)
     before = state(locked_folder)
     assert as_nobody(_ledger_reads, path, 2) == 0
     assert state(locked_folder) == before
@@ -207,14 +176,14 @@ def test_read_only_in_a_locked_folder_with_a_writer_open(locked_folder):
     make_ledger(path)
     with Ledger(path) as writer:
         writer.records()
-        _lock(locked_folder)
+        lock(locked_folder)
         names = sorted(os.listdir(locked_folder))
         assert as_nobody(_ledger_reads, path, 2) == 0
         assert sorted(os.listdir(locked_folder)) == names
 
 
 def test_a_missing_ledger_in_a_locked_folder_is_no_claims(locked_folder):
-    _lock(locked_folder)
+    lock(locked_folder)
     path = os.path.join(locked_folder, "sub", "claims.db")
     assert as_nobody(_ledger_reads, path, 0) == 0
     assert os.listdir(locked_folder) == []
@@ -307,7 +276,7 @@ def test_read_only_needing_a_shm_in_a_locked_folder_says_why(
     path = os.path.join(locked_folder, "claims.db")
     os.chmod(path, 0o644)
     os.chmod(path + "-wal", 0o644)
-    _lock(locked_folder)
+    lock(locked_folder)
     before = state(locked_folder)
     assert as_nobody(_ledger_error, path,
                      "cannot read it without creating SQLite's -shm") == 0
