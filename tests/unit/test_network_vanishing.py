@@ -6,13 +6,13 @@ lists."""
 
 import libvirt
 import pytest
-from agent_hosts import AgentHost, new_uuid
 from oslo_config import cfg
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.config import opts
 from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
 from pci_passthrough.fixtures.simulated_host import libvirt_test_uri
 from pci_passthrough.network.base import NetworkSpec
 from pci_passthrough.network.libvirt_macvtap import LibvirtMacvtapDriver

@@ -8,13 +8,13 @@ import os
 import pathlib
 
 import pytest
-from agent_hosts import AgentHost, new_uuid
 from lxml import etree
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.discovery.netdev_lookup import live_netdev
 from pci_passthrough.doctor.report import FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
 from pci_passthrough.model.states import PortState
 from pci_passthrough.network.base import NetworkSpec
 from pci_passthrough.network.netxml import network_xml
