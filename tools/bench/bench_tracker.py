@@ -36,18 +36,26 @@ def host(vfs: int, pfs: int) -> ScanResult:
     devices = []
     per_pf = vfs // pfs
     for p in range(pfs):
-        pf_addr = f"0000:{p + 1:02x}:00.0"
+        # Two buses per PF: past 248 VFs, routing IDs spill into the
+        # next bus, as the kernel numbers them (offset 8, stride 1).
+        pf_rid = (2 * p + 1) << 8
+        pf_addr = _address(pf_rid)
         devices.append(PciDevice(pf_addr, DEV_TYPE_PF, "8086", "159b",
                                  numa_node=p % 2, netdev=f"pf{p}",
                                  driver="ice", totalvfs=per_pf,
                                  numvfs=per_pf))
         for i in range(per_pf):
             devices.append(PciDevice(
-                f"0000:{p + 1:02x}:{(i >> 3) + 1:02x}.{i & 7}", DEV_TYPE_VF,
+                _address(pf_rid + 8 + i), DEV_TYPE_VF,
                 "8086", "1889", numa_node=p % 2, netdev=f"p{p}v{i}",
                 driver="iavf", parent_addr=pf_addr, vf_index=i,
                 pf_netdev=f"pf{p}"))
     return ScanResult("/bench", tuple(devices))
+
+
+def _address(rid: int) -> str:
+    """The PCI address of a routing ID (bus, device, function)."""
+    return f"0000:{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
 
 
 def pct(values: list[float], q: float) -> float:
