@@ -15,11 +15,11 @@ what is safe.
 HostAgent (host_agent) only admits each call (gate: counted, refused
 once closed, serialised per instance) and hands it to the service whose
 concern it is: lifecycle (start, refresh, close, reconcile), ports
-(claim, plug, release), migrations, leases (their expiry),
-host_placement (provider tree, requests, allocations), and the doctor
-room's HostDoctor.  vf_hygiene journals and restores VF netdevs for
-them; networks names the networks and wraps the driver's steps; scan
-feeds sysfs to the tracker.
+(claim, plug, release), migrations, leases (their expiry, timed on
+clock's clocks), host_placement (provider tree, requests,
+allocations), and the doctor room's HostDoctor.  vf_hygiene journals
+and restores VF netdevs for them; networks names the networks and wraps
+the driver's steps; scan feeds sysfs to the tracker.
 """
 
 from pci_passthrough.agent.gate import OperationGate

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 
+from pci_passthrough.agent.clock import LeaseClock, as_clock, lease_start
 from pci_passthrough.agent.gate import OperationGate
 from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.leases import Leases
@@ -56,7 +57,7 @@ class Services:
 def make_services(conf: cfg.ConfigOpts,
                   network_driver: NetworkDriver | None,
                   netdev_access: NetdevAccess | None,
-                  clock: Callable[[], float], readonly: bool,
+                  clock: LeaseClock | Callable[[], float], readonly: bool,
                   metrics: "Metrics | None",
                   gate: OperationGate | None) -> Services:
     """The parts of an agent with HostAgent's parameters."""
@@ -76,18 +77,21 @@ def make_services(conf: cfg.ConfigOpts,
         functools.partial(placement_conf.nodename, conf), tracker, scan,
         settings.device_specs, settings.flavors)
     hygiene = VfHygiene(tracker, netdevs)
+    clock = as_clock(clock)
+    started = functools.partial(lease_start, clock)
     ports = Ports(tracker=tracker, networks=networks, hygiene=hygiene,
                   placement=placement, scan=scan, metrics=metrics,
-                  clock=clock)
+                  clock=started)
     timeout = settings.incoming_migration_timeout
-    leases = Leases(gate=gate, tracker=tracker, release=ports.unplug,
+    leases = Leases(gate=gate, tracker=tracker, ledger=ledger,
+                    release=ports.unplug, domains=driver.domain_presence,
                     metrics=metrics, clock=clock, timeout=timeout)
     return Services(
         gate=gate, tracker=tracker, netdevs=netdevs, networks=networks,
         placement=placement, ports=ports, leases=leases,
         migrations=Migrations(
             tracker=tracker, ports=ports, networks=networks,
-            metrics=metrics, clock=clock, lease_timeout=timeout),
+            metrics=metrics, clock=started, lease_timeout=timeout),
         lifecycle=Lifecycle(
             gate=gate, scan=scan, tracker=tracker, networks=networks,
             leases=leases, metrics=metrics, ledger=ledger),

@@ -2,13 +2,13 @@
 handed to the service whose concern it is (see the package's
 docstring)."""
 
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
 from pci_passthrough.agent._services import make_services
+from pci_passthrough.agent.clock import LeaseClock, SystemClock
 from pci_passthrough.agent.gate import OperationGate
 from pci_passthrough.agent.lifecycle import StartReport
 from pci_passthrough.agent.ports import PluggedPort
@@ -47,8 +47,11 @@ class HostAgent:
         (directly or through privsep); nothing at all (NoNetdevAccess)
         when it points elsewhere, since a relocated sysfs tree (tests,
         demos) names netdevs that are not this host's.
-    :param clock: seconds since the epoch (time.time); tests pass a
-        clock they control, for migration leases.
+    :param clock: what migration leases are timed on: by default the
+        host's wall clock, boot clock and boot id (SystemClock); tests
+        pass a clock they step (pci_passthrough.fixtures.agent_host's
+        Clock).  A plain callable of seconds since the epoch times them
+        on the wall clock alone.
     :param readonly: open the ledger read-only (see Ledger): for
         commands that only look, such as ``doctor`` without fix; every
         call that would change a claim raises LedgerError.
@@ -65,12 +68,13 @@ class HostAgent:
     def __init__(self, conf: cfg.ConfigOpts,
                  network_driver: NetworkDriver | None = None, *,
                  netdev_access: NetdevAccess | None = None,
-                 clock: Callable[[], float] = time.time,
+                 clock: LeaseClock | Callable[[], float] | None = None,
                  readonly: bool = False,
                  metrics: "Metrics | None" = None,
                  gate: OperationGate | None = None) -> None:
-        parts = make_services(conf, network_driver, netdev_access, clock,
-                              readonly, metrics, gate)
+        parts = make_services(conf, network_driver, netdev_access,
+                              clock or SystemClock(), readonly, metrics,
+                              gate)
         self.metrics = parts.metrics
         self._gate = parts.gate
         self._parts = parts
@@ -91,16 +95,17 @@ class HostAgent:
 
     def refresh(self) -> UpdateReport:
         """Rescan sysfs (nova-compute's periodic task), and end the
-        incoming migrations whose lease expired unconfirmed (their
-        networks deleted, their claims freed, logged): listed in the
-        report's ``expired_leases``."""
+        incoming migrations whose lease expired unconfirmed and whose
+        domain is gone (their networks deleted, their claims freed,
+        logged): listed in the report's ``expired_leases``."""
         with self._gate.open("refresh"):
             return self._parts.lifecycle.refresh()
 
     def expire_leases(self) -> list[str]:
         """Release every instance whose incoming migration was not
-        confirmed within option incoming_migration_timeout; the
-        instances released."""
+        confirmed within option incoming_migration_timeout and whose
+        domain the network driver says is gone; the instances
+        released."""
         return self._parts.leases.expire_all()
 
     def close(self) -> None:
@@ -236,10 +241,11 @@ class HostAgent:
         """Compare the ledger with sysfs, libvirt's networks and the VF
         netdevs, now, and say what is wrong; with ``fix``, repair what is
         safe and ours (orphan, missing, inactive and drifted networks,
-        renamed netdevs, unrestored VF states, expired incoming leases)
-        and say what was left and why.  A network whose whole name does
-        not parse as ours, libvirt's "default" among them, and a device
-        no claim of ours explains are never touched.
+        renamed netdevs, unrestored VF states, expired incoming leases,
+        leases starting ahead of the wall clock) and say what was left
+        and why.  A network whose whole name does not parse as ours,
+        libvirt's "default" among them, and a device no claim of ours
+        explains are never touched.
 
         :param placement: where Placement is configured, its client
             (``PlacementClient(adapter)`` over nova's keystoneauth1

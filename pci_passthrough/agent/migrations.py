@@ -11,6 +11,7 @@ from oslo_log import log as logging
 from pci_passthrough import exception
 from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.ports import PluggedPort, Ports
+from pci_passthrough.ledger import LeaseStart
 from pci_passthrough.model.claims import Allocation, PortRequest
 from pci_passthrough.model.states import PortState
 from pci_passthrough.tracker import HostTracker
@@ -25,13 +26,14 @@ class Migrations:
     """What HostAgent's migration methods of the same names do; the
     caller serialises the calls on one instance.
 
-    :param clock: seconds since the epoch, when an outgoing lease starts.
+    :param clock: reads the start of an outgoing lease.
     :param lease_timeout: option incoming_migration_timeout, in seconds.
     """
 
     def __init__(self, *, tracker: HostTracker, ports: Ports,
                  networks: HostNetworks, metrics: "Metrics",
-                 clock: Callable[[], float], lease_timeout: int) -> None:
+                 clock: Callable[[], LeaseStart],
+                 lease_timeout: int) -> None:
         self._tracker = tracker
         self._ports = ports
         self._networks = networks

@@ -22,6 +22,7 @@ from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.agent.vf_hygiene import VfHygiene
 from pci_passthrough.discovery.netdev_lookup import live_netdev
+from pci_passthrough.ledger import LeaseStart
 from pci_passthrough.model.claims import Allocation, Explanation, PortRequest
 from pci_passthrough.model.instance_id import canonical_uuid
 from pci_passthrough.model.states import NETWORKED, PortState
@@ -53,13 +54,13 @@ class Ports:
 
     The caller serialises the calls on one instance (OperationGate).
 
-    :param clock: seconds since the epoch, for an incoming claim's lease.
+    :param clock: reads the start of an incoming claim's lease.
     """
 
     def __init__(self, *, tracker: HostTracker, networks: HostNetworks,
                  hygiene: VfHygiene, placement: HostPlacement,
                  scan: HostScan, metrics: "Metrics",
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], LeaseStart]) -> None:
         self._tracker = tracker
         self._networks = networks
         self._hygiene = hygiene

@@ -10,6 +10,7 @@ from oslo_log import log as logging
 from pci_passthrough.doctor import host_checks
 from pci_passthrough.doctor.host_parts import Leases, Networks, Placement
 from pci_passthrough.doctor.host_repairs import HostRepairs
+from pci_passthrough.doctor.lease_clock_checks import lease_clock_findings
 from pci_passthrough.doctor.report import (
     PLACEMENT_KINDS,
     DoctorReport,
@@ -83,7 +84,8 @@ class HostDoctor:
         """The host checks' findings, now."""
         prefix = self._networks.prefix
         driver = self._networks.driver
-        return host_checks.examine(host_checks.HostState(
+        ahead = lease_clock_findings(self._leases)
+        return ahead + host_checks.examine(host_checks.HostState(
             prefix=prefix, sysfs_root=self._sysfs_root,
             allocations=tuple(self._tracker.allocations()),
             expired_incoming=tuple(self._leases.expired(PortState.INCOMING)),

@@ -50,6 +50,14 @@ class Leases(Protocol):
         """End an expired incoming migration; False when it was
         confirmed or ended meanwhile."""
 
+    def ahead(self) -> dict[str, float]:
+        """Instances whose lease starts ahead of the wall clock: by how
+        many seconds."""
+
+    def restart(self, instance: str) -> bool:
+        """Restart a lease that starts ahead of the wall clock now;
+        False when it ended or is not ahead any more."""
+
 
 class Journals(Protocol):
     """The host's VF hygiene."""

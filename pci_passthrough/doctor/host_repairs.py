@@ -74,6 +74,9 @@ class HostRepairs:
         if kind is FindingKind.LEASE_EXPIRED:
             return None if self._leases.expire(subject) else \
                 "confirmed or released meanwhile"
+        if kind is FindingKind.LEASE_AHEAD:
+            return None if self._leases.restart(subject) else \
+                "ended or restarted meanwhile"
         if kind is FindingKind.VF_NOT_RESTORED:
             journal = self._tracker.journals().get(subject)
             if journal is None:

@@ -36,6 +36,9 @@ class FindingKind(enum.StrEnum):
     LEASE_EXPIRED = "lease-expired"
     #: An outgoing migration neither completed nor aborted in time.
     STALE_OUTGOING = "stale-outgoing"
+    #: A migration lease starts ahead of the wall clock (stepped back
+    #: since): after a reboot it could not be timed.
+    LEASE_AHEAD = "lease-ahead"
     #: A PF whose driver is unbound or whose netdev lost carrier: its
     #: free VFs are not claimable, its held ones carry no traffic.
     PF_UNHEALTHY = "pf-unhealthy"

@@ -12,12 +12,14 @@ hand allocated devices out again.
 - :mod:`.transaction`: :class:`LedgerTransaction`, the reads and writes
   of one transaction;
 - :mod:`.record`: :class:`LedgerRecord`, one claim;
+- :mod:`.lease`: :class:`LeaseStart`, when a migration lease started;
 - :mod:`.readonly`: reading without creating or changing any file
   (``Ledger(path, readonly=True)``, for commands that only show).
 """
 
 from pci_passthrough.ledger._file import SQLITE_MAGIC
 from pci_passthrough.ledger._schema import APPLICATION_ID, SCHEMA_VERSION
+from pci_passthrough.ledger.lease import LeaseStart
 from pci_passthrough.ledger.record import LedgerRecord, RecordSource
 from pci_passthrough.ledger.store import BUSY_TIMEOUT_S, Ledger
 from pci_passthrough.ledger.transaction import LedgerTransaction
@@ -33,6 +35,7 @@ __all__ = [
     "PLUGGED",
     "SCHEMA_VERSION",
     "SQLITE_MAGIC",
+    "LeaseStart",
     "Ledger",
     "LedgerRecord",
     "LedgerTransaction",

@@ -14,8 +14,9 @@ from pci_passthrough.ledger._rows import (
     check_address,
     check_lease,
     check_row,
+    check_v3_version,
 )
-from pci_passthrough.ledger._schema import SCHEMA_VERSION
+from pci_passthrough.ledger.lease import LeaseStart
 from pci_passthrough.ledger.record import COLUMNS, LedgerRecord
 
 _SELECT = (f"SELECT {COLUMNS}, row_version FROM claims {{where}} "
@@ -74,9 +75,7 @@ class RowReader:
                 "ORDER BY address"):
             try:
                 check_address(address)
-                if row_version != SCHEMA_VERSION:
-                    raise InvalidRow(f"row version {row_version!r} is not "
-                                     f"{SCHEMA_VERSION}")
+                check_v3_version(row_version)
                 found[address] = netdev_journal.from_json(
                     text, f"journal of device {address} in {self.path}")
             except (InvalidRow, exception.InvalidNetdevState) as exc:
@@ -85,17 +84,19 @@ class RowReader:
                     f"invalid: {exc}; {RESTORE}") from None
         return found
 
-    def leases(self, conn: sqlite3.Connection) -> dict[str, float]:
+    def leases(self, conn: sqlite3.Connection) -> dict[str, LeaseStart]:
         """Every migration lease row: instance -> when it started."""
         found = {}
-        for instance, started, row_version in conn.execute(
-                "SELECT instance_uuid, started, row_version FROM leases "
-                "ORDER BY instance_uuid"):
+        for instance, started, boot, boot_id, row_version in conn.execute(
+                "SELECT instance_uuid, started, boot, boot_id, row_version "
+                "FROM leases ORDER BY instance_uuid"):
             try:
-                check_lease(instance, started, row_version)
+                check_lease(instance, started, boot, boot_id, row_version)
             except InvalidRow as exc:
                 raise self._file.fail(
                     f"the lease row of instance {instance!r} is invalid: "
                     f"{exc}; {RESTORE}") from None
-            found[instance] = float(started)
+            found[instance] = LeaseStart(
+                float(started), None if boot is None else float(boot),
+                boot_id)
         return found

@@ -17,7 +17,10 @@ from pci_passthrough.model.states import PortState
 
 #: The schema versions a row may have been written under (rows of older
 #: schemas are rewritten by the migration).
-ROW_VERSIONS = frozenset({2, 3})
+ROW_VERSIONS = frozenset({2, 3, 4})
+#: Those a VF journal or lease row may have: both tables date from
+#: version 3.
+V3_ROW_VERSIONS = frozenset({3, 4})
 MAX_PORT_INDEX = 9999
 
 _STATES = frozenset(s.value for s in PortState)
@@ -43,20 +46,44 @@ def check_address(address: Any) -> None:
                          f"address such as 0000:3b:02.0")
 
 
-def check_lease(instance_uuid: Any, started: Any, row_version: Any
-                ) -> None:
+def check_lease(instance_uuid: Any, started: Any, boot: Any,
+                boot_id: Any, row_version: Any) -> None:
     """Raise InvalidRow unless a lease row is what this library
-    writes."""
+    writes: a start on the wall clock, and on a boot clock (both the
+    reading and the boot's id) or on none."""
     if not isinstance(instance_uuid, str) or not _UUID.match(
             instance_uuid):
         raise InvalidRow(f"instance {_show(instance_uuid)} is not a "
                          f"canonical UUID")
-    if type(started) not in (int, float) or not \
-            0 <= started < 1e11:
+    if not _seconds(started):
         raise InvalidRow(f"start {_show(started)} is not a time in "
                          f"seconds since the epoch")
-    if row_version != 3 or type(row_version) is not int:
-        raise InvalidRow(f"row version {_show(row_version)} is not 3")
+    check_v3_version(row_version)
+    if boot is None and boot_id is None:
+        return
+    if row_version == 3:
+        raise InvalidRow("a row of version 3 has no boot clock reading")
+    if not _seconds(boot):
+        raise InvalidRow(f"boot clock start {_show(boot)} is not a time "
+                         f"in seconds since boot")
+    if not isinstance(boot_id, str) or not _UUID.match(boot_id):
+        raise InvalidRow(f"boot id {_show(boot_id)} is not a canonical "
+                         f"UUID")
+
+
+def check_v3_version(row_version: Any) -> None:
+    """Raise InvalidRow unless a VF journal or lease row has a version
+    its table had."""
+    if type(row_version) is not int or \
+            row_version not in V3_ROW_VERSIONS:
+        raise InvalidRow(f"row version {_show(row_version)} is not one of "
+                         f"{', '.join(map(str, sorted(V3_ROW_VERSIONS)))}")
+
+
+def _seconds(value: Any) -> bool:
+    # Not NaN nor infinite, and not before the epoch (nor the boot);
+    # bool is an int, but no time.
+    return type(value) in (int, float) and 0 <= value < 1e11
 
 
 def _show(value: object) -> str:

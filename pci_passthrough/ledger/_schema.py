@@ -12,7 +12,7 @@ import sqlite3
 
 # "PCPT" in ASCII: marks the file as a ledger of this library.
 APPLICATION_ID = 0x50435054
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The state column holds a PortState value; it is checked when rows are
 # read rather than by a CHECK constraint, so that a new state needs no
@@ -36,23 +36,38 @@ CREATE INDEX IF NOT EXISTS claims_instance ON claims (instance_uuid);
 # from the claim since it must outlive the claim until it is restored;
 # and the start of each instance's live migration lease (incoming on the
 # destination, outgoing on the source), in seconds since the epoch.
-V3_SCHEMA = """
+JOURNAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS vf_journal (
     address     TEXT PRIMARY KEY,
     state       TEXT NOT NULL,
     row_version INTEGER NOT NULL DEFAULT 3
 );
+"""
+V3_SCHEMA = JOURNAL_SCHEMA + """
 CREATE TABLE IF NOT EXISTS leases (
     instance_uuid TEXT PRIMARY KEY,
     started       REAL NOT NULL,
     row_version   INTEGER NOT NULL DEFAULT 3
 );
 """
-SCHEMA = CLAIMS_SCHEMA + V3_SCHEMA
+# Version 4: a lease's start also read on the boot clock (seconds since
+# boot, and the boot's id), which wall clock steps do not move; NULL in
+# the rows of version 3, which have only the wall clock.
+LEASES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    instance_uuid TEXT PRIMARY KEY,
+    started       REAL NOT NULL,
+    boot          REAL,
+    boot_id       TEXT,
+    row_version   INTEGER NOT NULL DEFAULT 4
+);
+"""
+SCHEMA = CLAIMS_SCHEMA + JOURNAL_SCHEMA + LEASES_SCHEMA
 OBJECTS = ("claims", "claims_instance", "vf_journal", "leases")
 
 # Version 1 named the plugged state "allocated" and constrained the state
-# column; version 2 had no journal nor leases.
+# column; version 2 had no journal nor leases; version 3 timed leases on
+# the wall clock alone (its rows keep their row_version, 3).
 MIGRATIONS: dict[int, str] = {
     1: """
 ALTER TABLE claims RENAME TO claims_v1;
@@ -66,6 +81,13 @@ INSERT INTO claims (address, instance_uuid, port_index, state, flavor,
 DROP TABLE claims_v1;
 """,
     2: V3_SCHEMA,
+    3: """
+ALTER TABLE leases RENAME TO leases_v3;
+""" + LEASES_SCHEMA.strip() + """
+INSERT INTO leases (instance_uuid, started, boot, boot_id, row_version)
+    SELECT instance_uuid, started, NULL, NULL, row_version FROM leases_v3;
+DROP TABLE leases_v3;
+""",
 }
 
 

@@ -24,6 +24,7 @@ from pci_passthrough.ledger._file import (
 )
 from pci_passthrough.ledger._open import open_writable
 from pci_passthrough.ledger._reader import RowReader
+from pci_passthrough.ledger.lease import LeaseStart
 from pci_passthrough.ledger.readonly import read_snapshot
 from pci_passthrough.ledger.record import LedgerRecord
 from pci_passthrough.ledger.transaction import LedgerTransaction
@@ -107,9 +108,8 @@ class Ledger:
         not yet restored."""
         return self._read_extra(self._rows.journals)
 
-    def leases(self) -> dict[str, float]:
-        """instance -> when its migration lease started (seconds since
-        the epoch)."""
+    def leases(self) -> dict[str, LeaseStart]:
+        """instance -> when its migration lease started."""
         return self._read_extra(self._rows.leases)
 
     def _read_extra(self, read: Callable[[sqlite3.Connection],

@@ -22,6 +22,7 @@ from pci_passthrough.ledger._rows import (
     check_row,
 )
 from pci_passthrough.ledger._schema import SCHEMA_VERSION
+from pci_passthrough.ledger.lease import LeaseStart
 from pci_passthrough.ledger.record import COLUMNS, LedgerRecord
 from pci_passthrough.model.states import PortState
 
@@ -45,7 +46,8 @@ class ValidatedRows(Protocol):
         """Every VF journal, by address."""
         ...
 
-    def leases(self, conn: sqlite3.Connection) -> dict[str, float]:
+    def leases(self, conn: sqlite3.Connection
+               ) -> dict[str, LeaseStart]:
         """Every migration lease: instance -> when it started."""
         ...
 
@@ -151,20 +153,39 @@ class LedgerTransaction:
 
     # -- migration leases -----------------------------------------------------
 
-    def set_lease(self, instance_uuid: str, started: float) -> bool:
+    def set_lease(self, instance_uuid: str, started: LeaseStart) -> bool:
         """Start the instance's lease unless one runs already (a repeated
         call does not extend it); True when this call started it."""
-        try:
-            check_lease(instance_uuid, started, SCHEMA_VERSION)
-        except InvalidRow as exc:
-            raise self._refuse(f"a lease: {exc}") from None
         cur = self._conn.execute(
-            "INSERT OR IGNORE INTO leases (instance_uuid, started, "
-            "row_version) VALUES (?, ?, ?)",
-            (instance_uuid, float(started), SCHEMA_VERSION))
+            "INSERT OR IGNORE INTO leases (started, boot, boot_id, "
+            "row_version, instance_uuid) VALUES (?, ?, ?, ?, ?)",
+            self._lease_row(instance_uuid, started))
         return cur.rowcount > 0
 
-    def leases(self) -> dict[str, float]:
+    def restart_lease(self, instance_uuid: str,
+                      started: LeaseStart) -> bool:
+        """Move the start of the instance's lease to ``started``; False
+        when it has none."""
+        cur = self._conn.execute(
+            "UPDATE leases SET started = ?, boot = ?, boot_id = ?, "
+            "row_version = ? WHERE instance_uuid = ?",
+            self._lease_row(instance_uuid, started))
+        return cur.rowcount > 0
+
+    def _lease_row(self, instance_uuid: str, started: LeaseStart
+                   ) -> tuple[object, ...]:
+        """The lease's columns as written, instance last; refused unless
+        they would validate when read back."""
+        try:
+            check_lease(instance_uuid, started.wall, started.boot,
+                        started.boot_id, SCHEMA_VERSION)
+        except InvalidRow as exc:
+            raise self._refuse(f"a lease: {exc}") from None
+        return (float(started.wall),
+                None if started.boot is None else float(started.boot),
+                started.boot_id, SCHEMA_VERSION, instance_uuid)
+
+    def leases(self) -> dict[str, LeaseStart]:
         """Every migration lease: instance -> when it started."""
         return self._rows.leases(self._conn)
 

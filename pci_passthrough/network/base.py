@@ -2,6 +2,7 @@
 
 import abc
 import dataclasses
+import enum
 from typing import ClassVar
 
 from lxml import etree
@@ -51,6 +52,19 @@ class NetworkStatus:
         return [what for what, ok in (
             ("inactive", self.active), ("not persistent", self.persistent),
             ("not autostarted", self.autostart)) if not ok]
+
+
+class DomainPresence(enum.Enum):
+    """Whether the hypervisor has an instance's domain, as a migration
+    lease needs to know: only ABSENT lets an incoming lease end."""
+
+    #: It exists (running, paused, or arriving by live migration).
+    PRESENT = "present"
+    #: The hypervisor answered that it has none.
+    ABSENT = "absent"
+    #: No answer: the hypervisor could not be reached, or the driver
+    #: cannot tell.
+    UNKNOWN = "unknown"
 
 
 def _vlan(vlan: int | None) -> str:
@@ -116,6 +130,13 @@ class NetworkDriver(abc.ABC):
         None when it can.  A request with a VLAN is refused at claim, before
         anything is recorded, when this says why."""
         return None
+
+    def domain_presence(self, instance_uuid: str) -> DomainPresence:
+        """Whether the instance's domain (named by its UUID, as nova
+        names it) exists on this host.  Never raises: an error is
+        UNKNOWN.  The default cannot tell, which keeps an incoming
+        migration's claims until it is confirmed or aborted."""
+        return DomainPresence.UNKNOWN
 
     def interface_xml(self, network: str, mac: str | None) -> str:
         """The guest's ``<interface type='network'>`` referring to the

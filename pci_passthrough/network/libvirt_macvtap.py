@@ -17,6 +17,7 @@ from pci_passthrough import exception
 from pci_passthrough.config import opts
 from pci_passthrough.network import netxml
 from pci_passthrough.network.base import (
+    DomainPresence,
     NetworkDriver,
     NetworkSpec,
     NetworkStatus,
@@ -329,3 +330,23 @@ class LibvirtMacvtapDriver(NetworkDriver):
                 LOG.debug("Network %s vanished while it was inspected: "
                           "left out (%s)", net.name(), exc)
         return found
+
+    # -- domains ---------------------------------------------------------
+
+    def domain_presence(self, instance_uuid: str) -> DomainPresence:
+        def step(conn: libvirt.virConnect) -> DomainPresence:
+            self.calls += 1
+            try:
+                conn.lookupByUUIDString(instance_uuid)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return DomainPresence.ABSENT
+                raise
+            return DomainPresence.PRESENT
+
+        try:
+            return self._run("-", f"look up domain {instance_uuid}", step)
+        except exception.NetworkOperationFailed as exc:
+            LOG.warning("Cannot tell whether domain %s exists: %s",
+                        instance_uuid, exc)
+            return DomainPresence.UNKNOWN

@@ -4,7 +4,8 @@ from pci_passthrough.network.base import NetworkDriver, NetworkSpec
 
 
 class NoopDriver(NetworkDriver):
-    """Keeps the networks in memory, per driver instance."""
+    """Keeps the networks in memory, per driver instance.  It knows no
+    domain: domain_presence() answers UNKNOWN (the default)."""
 
     def __init__(self, conf: object = None) -> None:
         super().__init__(conf)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from pci_passthrough.config.flavors import FlavorSet, FlavorSpec
 from pci_passthrough.config.settings import load_settings
 from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.hygiene.record import NetdevState
-from pci_passthrough.ledger import Ledger, LedgerRecord
+from pci_passthrough.ledger import LeaseStart, Ledger, LedgerRecord
 from pci_passthrough.model.claims import (
     Allocation,
     Explanation,
@@ -159,7 +159,7 @@ class HostTracker:
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
               state: PortState = PortState.CLAIMED,
-              lease_started: float | None = None,
+              lease_started: LeaseStart | None = None,
               within: Sequence[Collection[str]] | None = None
               ) -> list[Allocation]:
         """One device per port, all or nothing, recorded before return.
@@ -190,7 +190,7 @@ class HostTracker:
         return self.transition(instance_uuid, PortState.PLUGGED)
 
     def transition(self, instance_uuid: str, state: PortState, *,
-                   lease_started: float | None = None
+                   lease_started: LeaseStart | None = None
                    ) -> list[Allocation]:
         """Move every port of the instance to ``state``, all or nothing.
 
@@ -247,7 +247,7 @@ class HostTracker:
         with self._lock:
             return self._ledger.journals()
 
-    def leases(self) -> dict[str, float]:
+    def leases(self) -> dict[str, LeaseStart]:
         """instance -> when its migration lease started."""
         with self._lock:
             return self._ledger.leases()

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from oslo_log import log as logging
 
 from pci_passthrough import exception
-from pci_passthrough.ledger import Ledger, LedgerRecord
+from pci_passthrough.ledger import LeaseStart, Ledger, LedgerRecord
 from pci_passthrough.model.claims import Allocation, PortRequest
 from pci_passthrough.model.instance_id import canonical_uuid
 from pci_passthrough.model.netdev_name import is_valid_netdev_name
@@ -48,7 +48,7 @@ class Transitions:
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None, state: PortState,
-              lease_started: float | None,
+              lease_started: LeaseStart | None,
               within: Sequence[Collection[str]] | None
               ) -> list[Allocation]:
         """See HostTracker.claim."""
@@ -97,7 +97,7 @@ class Transitions:
             return [self._holdings.allocation(r) for r in records]
 
     def transition(self, instance_uuid: str, state: PortState,
-                   lease_started: float | None) -> list[Allocation]:
+                   lease_started: LeaseStart | None) -> list[Allocation]:
         """See HostTracker.transition."""
         instance = canonical_uuid(instance_uuid)
         with self._lock:

@@ -7,6 +7,7 @@ saying why."""
 import pytest
 
 from pci_passthrough.agent import OperationGate
+from pci_passthrough.agent.clock import lease_start
 from pci_passthrough.agent.leases import Leases
 from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.vf_hygiene import VfHygiene
@@ -15,6 +16,7 @@ from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.doctor.host_repairs import HostRepairs
 from pci_passthrough.doctor.report import Finding, FindingKind
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import Clock
 from pci_passthrough.fixtures.netdevs import MemoryNetdevs
 from pci_passthrough.hygiene import NetdevState
 from pci_passthrough.hygiene import journal as netdev_journal
@@ -31,13 +33,6 @@ PORT = [PortRequest(0, flavor="net1")]
 NETWORK = f"pcipt-{INST}-0"
 
 
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Parts:
     def __init__(self, tmp_path):
         root = tmp_path / "sys"
@@ -48,7 +43,8 @@ class Parts:
         flavor_set = flavors.parse_flavors(
             ['{"name": "net1", "physical_network": "physnet1"}'],
             known_tags=specs.tag_names, special_attributes=[])
-        self.tracker = HostTracker(flavor_set, Ledger(tmp_path / "db"))
+        ledger = Ledger(tmp_path / "db")
+        self.tracker = HostTracker(flavor_set, ledger)
         self.tracker.update_devices(sysfs_scan.scan(root), specs)
         (self.vf,) = tree.vfs
         self.netdevs = MemoryNetdevs({self.vf.netdev: NetdevState(
@@ -58,9 +54,10 @@ class Parts:
         self.clock = Clock()
         gate = OperationGate()
         networks = HostNetworks("pcipt-", self.driver)
-        leases = Leases(gate=gate, tracker=self.tracker,
-                        release=self.tracker.free, metrics=Metrics(),
-                        clock=self.clock, timeout=60)
+        leases = Leases(gate=gate, tracker=self.tracker, ledger=ledger,
+                        release=self.tracker.free,
+                        domains=self.driver.domain_presence,
+                        metrics=Metrics(), clock=self.clock, timeout=60)
         self.repairs = HostRepairs(
             tracker=self.tracker, networks=networks, leases=leases,
             journals=VfHygiene(self.tracker, self.netdevs), locks=gate)
@@ -115,7 +112,7 @@ def test_a_missing_network_is_defined_unless_released_meanwhile(parts):
 
 def test_an_expired_lease_confirmed_meanwhile_is_left(parts):
     parts.tracker.claim(INST, PORT, state=PortState.INCOMING,
-                        lease_started=parts.clock())
+                        lease_started=lease_start(parts.clock))
     parts.clock.now += 60
     expired = finding(FindingKind.LEASE_EXPIRED, f"instance {INST}")
     parts.tracker.transition(INST, PortState.PLUGGED)

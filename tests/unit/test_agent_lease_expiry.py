@@ -1,33 +1,29 @@
 """Leases on its own: a tracker on a real ledger and sysfs tree, a clock
-the test moves, and a release that frees the claims (the networks and
-VF netdevs are Ports' part, tested through HostAgent)."""
+the test moves, what the network driver says of the instances' domains,
+and a release that frees the claims (the networks and VF netdevs are
+Ports' part, tested through HostAgent)."""
 
 import pytest
 
 from pci_passthrough import exception
 from pci_passthrough.agent import OperationGate
+from pci_passthrough.agent.clock import lease_start
 from pci_passthrough.agent.leases import Leases
 from pci_passthrough.config import devspec, flavors
 from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.fixtures import sysfs_tree as st
+from pci_passthrough.fixtures.agent_host import Clock
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.metrics import Metrics, exposition
 from pci_passthrough.model.claims import PortRequest
 from pci_passthrough.model.states import PortState
+from pci_passthrough.network.base import DomainPresence
 from pci_passthrough.tracker import HostTracker
 
 TIMEOUT = 600
 INCOMING = "4f1a2b3c-0000-4000-8000-000000000001"
 OUTGOING = "4f1a2b3c-0000-4000-8000-000000000002"
 PORT = [PortRequest(0, flavor="net1")]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Parts:
@@ -43,21 +39,34 @@ class Parts:
         flavor_set = flavors.parse_flavors(
             ['{"name": "net1", "physical_network": "physnet1"}'],
             known_tags=specs.tag_names, special_attributes=[])
-        self.tracker = HostTracker(flavor_set, Ledger(tmp_path / "db"))
+        self.ledger = Ledger(tmp_path / "db")
+        self.tracker = HostTracker(flavor_set, self.ledger)
         self.tracker.update_devices(sysfs_scan.scan(root), specs)
         self.clock = Clock()
         self.tracker.claim(INCOMING, PORT, state=PortState.INCOMING,
-                           lease_started=self.clock())
+                           lease_started=lease_start(self.clock))
         self.tracker.claim(OUTGOING, PORT)
         self.tracker.transition(OUTGOING, PortState.PLUGGED)
         self.tracker.transition(OUTGOING, PortState.OUTGOING,
-                                lease_started=self.clock())
+                                lease_started=lease_start(self.clock))
         self.released = []
         self.failing = False
         self.metrics = Metrics()
-        self.leases = Leases(gate=OperationGate(), tracker=self.tracker,
-                             release=self.release, metrics=self.metrics,
-                             clock=self.clock, timeout=TIMEOUT)
+        #: What the driver says of each instance's domain.
+        self.domains = {}
+        self.leases = self.new_leases(OperationGate())
+
+    def new_leases(self, gate):
+        return Leases(gate=gate, tracker=self.tracker, ledger=self.ledger,
+                      release=self.release, domains=self.domain,
+                      metrics=self.metrics, clock=self.clock,
+                      timeout=TIMEOUT)
+
+    def domain(self, instance):
+        answer = self.domains.get(instance, DomainPresence.ABSENT)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def release(self, instance):
         if self.failing:
@@ -126,10 +135,50 @@ def test_a_release_that_fails_keeps_the_lease_for_the_next_call(parts):
 
 def test_a_closed_gate_refuses_expiry(parts):
     gate = OperationGate()
-    leases = Leases(gate=gate, tracker=parts.tracker,
-                    release=parts.release, metrics=parts.metrics,
-                    clock=parts.clock, timeout=TIMEOUT)
+    leases = parts.new_leases(gate)
     gate.close()
     with pytest.raises(exception.AgentClosed,
                        match=r"HostAgent\.expire_leases"):
         leases.expire_all()
+
+
+@pytest.mark.parametrize("answer", [
+    DomainPresence.PRESENT, DomainPresence.UNKNOWN,
+    # A driver plugin that fails to answer.
+    RuntimeError("plugin bug")])
+def test_only_a_domain_known_gone_lets_an_incoming_lease_end(parts,
+                                                            answer):
+    parts.clock.now += TIMEOUT
+    parts.domains[INCOMING] = answer
+    assert parts.leases.expired(PortState.INCOMING) == []
+    assert parts.leases.expire_all() == []
+    assert parts.leases.expire(INCOMING) is False
+    assert parts.released == []
+    # The source's report does not ask the driver.
+    parts.domains[OUTGOING] = answer
+    assert parts.leases.expired(PortState.OUTGOING) == [OUTGOING]
+    parts.domains[INCOMING] = DomainPresence.ABSENT
+    assert parts.leases.expire_all() == [INCOMING]
+
+
+def test_a_domain_that_appears_meanwhile_keeps_the_lease(parts):
+    parts.clock.now += TIMEOUT
+    assert parts.leases.expired(PortState.INCOMING) == [INCOMING]
+    parts.domains[INCOMING] = DomainPresence.PRESENT
+    assert parts.leases.expire(INCOMING) is False
+    assert parts.released == []
+
+
+def test_a_lease_ahead_is_restarted_only_while_ahead(parts):
+    assert parts.leases.ahead() == {}
+    parts.clock.step(-3600)
+    assert parts.leases.ahead() == {INCOMING: 3600.0, OUTGOING: 3600.0}
+    assert parts.leases.restart(INCOMING)
+    assert parts.leases.ahead() == {OUTGOING: 3600.0}
+    assert not parts.leases.restart(INCOMING)
+    parts.clock.now += TIMEOUT - 1
+    assert parts.leases.expired(PortState.INCOMING) == []
+    parts.clock.now += 1
+    assert parts.leases.expired(PortState.INCOMING) == [INCOMING]
+    parts.tracker.free(OUTGOING)
+    assert not parts.leases.restart(OUTGOING)

@@ -178,7 +178,7 @@ def test_a_version_1_ledger_is_migrated_keeping_every_claim(tmp_path):
             ("0000:3b:02.1", OTHER, CLAIMED, None)]
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == \
-        SCHEMA_VERSION == 3
+        SCHEMA_VERSION == 4
     assert raw.execute("SELECT DISTINCT row_version FROM claims"
                        ).fetchall() == [(2,)]
     raw.close()

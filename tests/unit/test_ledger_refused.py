@@ -142,8 +142,8 @@ FILES = [
     (_set_version(SCHEMA_VERSION + 1),
      f"schema version {SCHEMA_VERSION + 1} is newer.*run the newer"),
     (_set_version(0), "schema version 0 is unknown; " + RESTORE),
-    (_extra_table, "not those of a schema version 3 ledger.*" + RESTORE),
-    (_no_unique, "not those of a schema version 3 ledger"),
+    (_extra_table, "not those of a schema version 4 ledger.*" + RESTORE),
+    (_no_unique, "not those of a schema version 4 ledger"),
 ]
 
 
@@ -186,7 +186,7 @@ BAD_ROWS = [
     ("netdev", "x" * 16, "is not a valid Linux interface name"),
     ("netdev", "", "is not a valid Linux interface name"),
     ("row_version", 1, "row version 1 is not one"),
-    ("row_version", 4, "row version 4 is not one"),
+    ("row_version", 5, "row version 5 is not one"),
     ("flavor", b"net1", "flavor b'net1' is not text"),
     ("state", b"claimed", "state b'claimed' is not one of"),
 ]
