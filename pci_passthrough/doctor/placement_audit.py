@@ -12,6 +12,10 @@ instance migrates away, its units on the source host are held by the
 migration's own consumer (consumer_type MIGRATION), not the instance's.
 So an instance leaving this host (an outgoing port in the ledger) is not
 compared, and a MIGRATION consumer is expected while one is.
+
+A provider of ours under its former name (Nova's own pattern, carrying
+Nova's COMPUTE_MANAGED_PCI_DEVICE) is one fixable finding, which sync
+repairs by renaming it; its units count as the renamed provider's.
 """
 
 import dataclasses
