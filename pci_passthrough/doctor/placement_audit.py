@@ -213,14 +213,15 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
 def _renamed(tree: ProviderTree, observed: Observed
              ) -> dict[str, ObservedProvider]:
     """Name -> our provider under that name's former one, for each
-    provider of the tree that Placement has under its former name only
-    (placement sync renames it)."""
+    provider of the tree that Placement has under its former name only,
+    holding its class (placement sync renames it)."""
     out = {}
     for provider in tree.providers:
         former = observed.providers.get(provider.former_name or "")
         if provider.name not in observed.providers and \
                 provider.name not in observed.elsewhere and \
-                former is not None and former.owned:
+                former is not None and former.owned and \
+                set(former.inventories) <= {provider.resource_class}:
             out[provider.name] = former
     return out
 

@@ -83,9 +83,12 @@ def update_provider_tree(provider_tree: Any, nodename: str,
         provider_tree.update_inventory(provider.name,
                                        provider.inventory())
         provider_tree.update_traits(provider.name, provider.traits)
-        if provider.former_name is not None and \
-                provider.former_name in mine:
-            formers[provider.former_name] = provider
+        former = mine.get(provider.former_name or "")
+        # Of another class (the device_spec changed too), its units are
+        # not the new provider's: it is retired as a stale one.
+        if former is not None and \
+                set(former.inventory) <= {provider.resource_class}:
+            formers[former.name] = provider
     renamed = []
     if allocations is not None:
         for former, provider in sorted(formers.items()):

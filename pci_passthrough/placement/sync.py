@@ -160,7 +160,7 @@ class Reporter:
             existing = in_tree.get(provider.name)
             former = ours.get(provider.former_name or "")
             if existing is None and former is not None and \
-                    self._rename(former, provider.name, report):
+                    self._rename(former, provider, report):
                 existing = ours.pop(str(provider.former_name))
             uuid = self._sync_provider(provider, root, existing, report)
             if uuid is not None:
@@ -289,18 +289,25 @@ class Reporter:
             method="POST", path="/resource_providers",
             attempts=self.max_attempts, detail=f"provider name {name}")
 
-    def _rename(self, former: dict[str, Any], name: str,
+    def _rename(self, former: dict[str, Any], provider: PciProvider,
                 report: SyncReport) -> bool:
-        """Give provider ``former`` (as listed) the name ``name``; False
-        when Placement refuses (the name is taken, or the provider is
-        gone)."""
-        resp = self.client.put(f"/resource_providers/{former['uuid']}",
-                               {"name": name}, expect=(200, 404, 409))
+        """Give provider ``former`` (as listed) the name of ``provider``;
+        False when it holds another class (its units are not the new
+        provider's: it is retired instead) or Placement refuses (the
+        name is taken, or the provider is gone)."""
+        path = f"/resource_providers/{former['uuid']}"
+        inventory = self.client.get(f"{path}/inventories",
+                                    expect=(200, 404)).body
+        if not set(inventory.get("inventories", {})) <= \
+                {provider.resource_class}:
+            return False
+        resp = self.client.put(path, {"name": provider.name},
+                               expect=(200, 404, 409))
         if resp.status != 200:
             LOG.warning("Provider %s cannot be renamed %s: %s",
-                        former["name"], name, resp.detail())
+                        former["name"], provider.name, resp.detail())
             return False
-        report.renamed_providers[str(former["name"])] = name
+        report.renamed_providers[str(former["name"])] = provider.name
         report.writes += 1
         return True
 

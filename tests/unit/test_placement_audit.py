@@ -199,6 +199,21 @@ def test_a_provider_under_its_former_name_is_one_fixable_finding() -> None:
         ("placement-allocation", f"instance {TWO}", True)]
 
 
+def test_a_former_name_of_another_class_is_retired_not_renamed() -> None:
+    observed = under_former_name(synced(TREE, RECORDS), CX6)
+    former = str(CX6.former_name)
+    observed.providers[former] = dataclasses.replace(
+        observed.providers[former],
+        inventories={"CUSTOM_OLD": {"total": 3, "reserved": 0}},
+        allocations={TWO: {"CUSTOM_OLD": 1}})
+    found = kinds(audit(TREE, RECORDS, observed))
+    assert ("placement-provider", f"provider {CX6.name}", True) in found
+    assert ("placement-provider", f"provider {former}", True) in found
+    problems = {f.subject: f.problem
+                for f in audit(TREE, RECORDS, observed)}
+    assert "still offers inventory" in problems[f"provider {former}"]
+
+
 def test_a_former_name_not_ours_is_novas_own_provider() -> None:
     observed = synced(TREE, RECORDS)
     # Nova's provider of that name, beside ours: none of our business.

@@ -176,3 +176,18 @@ def test_a_stale_provider_kept_drops_nova_trait() -> None:
     assert update.kept_reserved == (former.name,)
     assert names.NOVA_PCI_TRAIT not in pt.data(former.name).traits
     assert names.OWNER_TRAIT in pt.data(former.name).traits
+
+
+def test_a_former_name_of_another_class_is_retired_not_renamed() -> None:
+    """The device_spec changed the class as well: the units it holds
+    cannot be the new provider's."""
+    pt, former = former_tree()
+    former.inventory = {"CUSTOM_OLD": {"total": 3, "reserved": 0}}
+    consumer = str(uuid.uuid4())
+    allocations = {consumer: {"allocations": {former.uuid: {
+        "resources": {"CUSTOM_OLD": 1}}}, "consumer_generation": 1}}
+    update = update_provider_tree(pt, NODE, TREE, (), allocations)
+    assert (update.renamed, update.kept_reserved) == ((), (former.name,))
+    assert allocations[consumer]["allocations"] == {former.uuid: {
+        "resources": {"CUSTOM_OLD": 1}}}
+    assert names.NOVA_PCI_TRAIT not in pt.data(former.name).traits

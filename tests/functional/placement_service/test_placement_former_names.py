@@ -165,3 +165,30 @@ def test_a_former_provider_beside_its_new_name_keeps_what_it_holds(
         # No provider in the tree is one Nova would take for its own.
         for rp in in_tree(client, root).values():
             assert names.NOVA_PCI_TRAIT not in traits(client, rp["uuid"])
+
+
+def test_a_former_provider_of_another_class_is_retired_not_renamed(
+        tmp_path, client, nodename) -> None:
+    """The device_spec changed the class too: the units on the former
+    provider are not the new one's, which sync creates beside it."""
+    conf = agent_host(tmp_path, nodename())
+    tree = host_view(conf).tree
+    x710 = tree.providers[0]
+    _, uuids = former_host(client, tree)
+    former = uuids[x710.name]
+    Reporter(client).ensure_classes({"CUSTOM_OLD"}, SyncReport())
+    generation = client.get(f"/resource_providers/{former}").body[
+        "generation"]
+    client.put(f"/resource_providers/{former}/inventories", {
+        "resource_provider_generation": generation,
+        "inventories": {"CUSTOM_OLD": {"total": 4}}})
+    stranger = str(uuid.uuid4())
+    allocate(client, stranger, {former: {"CUSTOM_OLD": 1}})
+
+    report = host_view(conf).sync(Reporter(client), create_root=False)
+    assert x710.former_name not in report.renamed_providers
+    assert x710.name in report.created_providers
+    assert report.kept_in_use == [x710.former_name]
+    assert held(client, [stranger]) == {
+        stranger: ({former: {"CUSTOM_OLD": 1}}, 1)}
+    assert names.NOVA_PCI_TRAIT not in traits(client, former)
