@@ -12,6 +12,10 @@ instance migrates away, its units on the source host are held by the
 migration's own consumer (consumer_type MIGRATION), not the instance's.
 So an instance leaving this host (an outgoing port in the ledger) is not
 compared, and a MIGRATION consumer is expected while one is.
+
+A provider of ours under its former name (Nova's own pattern, carrying
+Nova's COMPUTE_MANAGED_PCI_DEVICE) is one fixable finding, which sync
+repairs by renaming it; its units count as the renamed provider's.
 """
 
 import dataclasses
@@ -181,6 +185,7 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
             f"not in Placement: PF {p.pf_address}'s {p.total} VF(s) are "
             f"not offered", "doctor --fix creates it once the root "
             "provider exists", fixable=False) for p in tree.providers]
+    renamed = _renamed(tree, observed)
     for provider in tree.providers:
         taken = observed.elsewhere.get(provider.name)
         if provider.name not in observed.providers and taken is not None:
@@ -188,15 +193,51 @@ def audit(tree: ProviderTree, records: Sequence[LedgerRecord],
                 FindingKind.PLACEMENT_NAME_TAKEN, f"provider {taken.name}",
                 taken.problem, taken.advice, fixable=False))
             continue
+        former = renamed.get(provider.name)
+        if former is not None:
+            findings.append(_former_name_finding(former, provider))
+            continue
         findings += _provider_findings(
             provider, observed.providers.get(provider.name))
     in_tree = {p.name for p in tree.providers}
+    moving = {rp.name for rp in renamed.values()}
     retired = {name: rp for name, rp in observed.providers.items()
-               if rp.owned and name not in in_tree}
+               if rp.owned and name not in in_tree and name not in moving}
     for name in sorted(retired):
         findings += _retired_findings(retired[name])
-    findings += _allocation_findings(tree, records, observed, retired)
+    findings += _allocation_findings(tree, records, observed, retired,
+                                     renamed)
     return findings
+
+
+def _renamed(tree: ProviderTree, observed: Observed
+             ) -> dict[str, ObservedProvider]:
+    """Name -> our provider under that name's former one, for each
+    provider of the tree that Placement has under its former name only,
+    holding its class (placement sync renames it)."""
+    out = {}
+    for provider in tree.providers:
+        former = observed.providers.get(provider.former_name or "")
+        if provider.name not in observed.providers and \
+                provider.name not in observed.elsewhere and \
+                former is not None and former.owned and \
+                set(former.inventories) <= {provider.resource_class}:
+            out[provider.name] = former
+    return out
+
+
+def _former_name_finding(former: ObservedProvider,
+                         provider: PciProvider) -> Finding:
+    nova = (f" and Nova's trait {names.NOVA_PCI_TRAIT}, by which "
+            f"nova-compute takes it for its own (refusing to start with "
+            f"[pci] report_in_placement False, deleting it with True)"
+            if names.NOVA_PCI_TRAIT in former.traits else "")
+    return Finding(
+        FindingKind.PLACEMENT_PROVIDER, f"provider {former.name}",
+        f"PF {provider.pf_address}'s provider has the name this library "
+        f"gave it before, which Nova gives its own PCI providers{nova}",
+        f"rename it {provider.name}, keeping its UUID and allocations, "
+        f"and write its traits (placement sync)", fixable=True)
 
 
 def _provider_findings(provider: PciProvider,
@@ -236,12 +277,19 @@ def _retired_findings(rp: ObservedProvider) -> list[Finding]:
                        for inv in rp.inventories.values())
     problem = (f"no device of this host is counted on it, but "
                f"consumer(s) {consumers} hold {held} unit(s) on it")
+    wrong, repair = [], []
     if not all_reserved:
+        wrong.append("it still offers inventory")
+        repair.append("reserve all of its inventory")
+    if names.NOVA_PCI_TRAIT in rp.traits:
+        wrong.append(f"it carries Nova's trait {names.NOVA_PCI_TRAIT}")
+        repair.append("remove that trait")
+    if wrong:
         return [Finding(
             FindingKind.PLACEMENT_PROVIDER, subject,
-            problem + " and it still offers inventory",
-            "reserve all of its inventory, keeping the allocations "
-            "(placement sync)", fixable=True)]
+            f"{problem} and {' and '.join(wrong)}",
+            f"{' and '.join(repair)}, keeping the allocations "
+            f"(placement sync)", fixable=True)]
     return [Finding(
         FindingKind.PLACEMENT_PROVIDER, subject,
         problem + "; all of its inventory is reserved",
@@ -252,7 +300,8 @@ def _retired_findings(rp: ObservedProvider) -> list[Finding]:
 def _allocation_findings(tree: ProviderTree,
                          records: Sequence[LedgerRecord],
                          observed: Observed,
-                         retired: Mapping[str, ObservedProvider]
+                         retired: Mapping[str, ObservedProvider],
+                         renamed: Mapping[str, ObservedProvider]
                          ) -> list[Finding]:
     # An instance holding a device the tree lacks is left alone: its
     # units' provider is unknown, and doctor's device-gone finding names
@@ -261,6 +310,8 @@ def _allocation_findings(tree: ProviderTree,
     in_tree = {p.name for p in tree.providers}
     ours = {name: rp for name, rp in observed.providers.items()
             if name in in_tree or name in retired}
+    # Units on a provider under its former name are the renamed one's.
+    ours.update(renamed)
     have: dict[str, dict[str, dict[str, int]]] = {}
     for name, rp in ours.items():
         for consumer, resources in rp.allocations.items():

@@ -64,11 +64,12 @@ def placement_traits(attrs: Attrs,
                      special: Collection[str]) -> frozenset[str]:
     """The traits of the provider reporting a device of ``attrs``: its
     tags' traits, a value trait per attribute a flavor can name, a marker
-    per special attribute it carries, Nova's managed-PCI trait and ours.
+    per special attribute it carries, and our owner trait (never Nova's
+    NOVA_PCI_TRAIT: Nova takes a provider carrying it for its own).
     """
     traits = {t for t in attrs.get(TRAITS_TAG, "").split(",") if t}
     traits |= {names.value_trait(k, v) for k, v in attrs.items()
                if k not in UNENCODED}
     traits |= {names.marker_trait(k) for k in special if k in attrs}
-    traits |= {names.MANAGED_PCI_TRAIT, names.OWNER_TRAIT}
+    traits.add(names.OWNER_TRAIT)
     return frozenset(traits)

@@ -12,6 +12,9 @@ lossy ("phys-net" and "phys_net" both give PHYS_NET) while the library
 compares values exactly (case aside), so a value trait ends with a hash
 of the exact key and value: two values the matcher tells apart never
 share a trait, and a long value never makes an invalid name.
+
+Provider names follow Nova's pattern with a marker that keeps them apart
+from Nova's own PCI providers (provider_name).
 """
 
 import functools
@@ -30,12 +33,22 @@ PHYSNET_TAG = "physical_network"
 MAX_NAME = 255
 #: Placement's limit on resource provider names.
 MAX_PROVIDER_NAME = 200
+#: In every provider name this library gives, after the PF's address:
+#: no PCI address ends with it (see provider_name).
+PROVIDER_MARK = "pcipt"
 _CUSTOM = re.compile(r"CUSTOM_[A-Z0-9_]*[A-Z0-9][A-Z0-9_]*\Z")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 _STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
 
-#: Nova's trait on every PCI provider it manages.
-MANAGED_PCI_TRAIT = "COMPUTE_MANAGED_PCI_DEVICE"
+#: Nova's trait on the PCI providers it reports, by which it finds them
+#: (with ``[pci] report_in_placement`` False, one in its tree stops
+#: nova-compute; True, it deletes those it did not make).  This library's
+#: providers carried it under their former names: found on one of ours,
+#: it is removed.
+NOVA_PCI_TRAIT = "COMPUTE_MANAGED_PCI_DEVICE"
+#: Nova's marks of its own providers (OWNER_NOVA: its PCI requests require
+#: it), which no device_spec may give ours.
+NOVA_OWN_TRAITS = frozenset({NOVA_PCI_TRAIT, "OWNER_NOVA"})
 #: Our own mark on every provider this library reports: the reporter
 #: finds its providers by it, and every request requires it, so that
 #: providers others report (Nova's own PCI ones) are never offered.
@@ -110,11 +123,17 @@ def tag_traits(tags: Mapping[str, str]) -> frozenset[str]:
     """The traits a device_spec's tags give its devices: the ``traits``
     tag's names and the physnet trait of ``physical_network``.
 
-    :raises ValueError: a name cannot become a valid trait.
+    :raises ValueError: a name cannot become a valid trait, or is one of
+        Nova's marks of its own providers.
     """
     traits: set[str] = set()
     if tags.get(TRAITS_TAG):
         traits |= traits_tag(tags[TRAITS_TAG])
+    clash = sorted(traits & NOVA_OWN_TRAITS)
+    if clash:
+        raise ValueError(
+            f"trait {', '.join(clash)} marks the providers Nova reports "
+            f"itself: Nova would take this library's provider for its own")
     if tags.get(PHYSNET_TAG):
         traits.add(physnet_trait(tags[PHYSNET_TAG]))
     return frozenset(traits)
@@ -154,18 +173,39 @@ def marker_trait(key: str) -> str:
 
 def provider_name(nodename: str, pf_address: str,
                   variant: str | None = None) -> str:
-    """Nova's name for a PF's provider, ``<nodename>_<ADDRESS>``; with
-    ``variant`` (the PF's VFs split into several providers) a suffix
-    derived from what sets them apart, so that names do not depend on
-    the order devices are found in.
+    """A PF's provider, ``<nodename>_<ADDRESS>_pcipt``; with ``variant``
+    (the PF's VFs split into several providers) a suffix derived from
+    what sets them apart, so that names do not depend on the order
+    devices are found in.
+
+    Nova names its own PCI providers ``<hypervisor hostname>_<ADDRESS>``:
+    its names end with an upper-cased PCI address, ours never do, so
+    whatever the host names the two never meet.
 
     :raises ValueError: the name is longer than Placement allows.
     """
-    name = f"{nodename}_{pf_address.upper()}"
-    if variant is not None:
-        name += f"_{_digest(variant)[:8]}"
+    name = _name(nodename, pf_address, PROVIDER_MARK, variant)
     if len(name) > MAX_PROVIDER_NAME:
         raise ValueError(
             f"provider name {name!r} is {len(name)} characters; Placement "
             f"allows {MAX_PROVIDER_NAME}: use a shorter nodename")
     return name
+
+
+def former_provider_name(nodename: str, pf_address: str,
+                         variant: str | None = None) -> str:
+    """The name this library gave the provider before its names carried
+    the marker: Nova's own, ``<nodename>_<ADDRESS>``, and
+    ``<nodename>_<ADDRESS>_<hash>`` for a variant (whose traits then
+    included NOVA_PCI_TRAIT).  A provider found under it is renamed."""
+    return _name(nodename, pf_address, None, variant)
+
+
+def _name(nodename: str, pf_address: str, mark: str | None,
+          variant: str | None) -> str:
+    parts = [nodename, pf_address.upper()]
+    if mark is not None:
+        parts.append(mark)
+    if variant is not None:
+        parts.append(_digest(variant)[:8])
+    return "_".join(parts)

@@ -4,8 +4,12 @@ The fork loads it through stevedore, as the entry point
 ``pci_passthrough`` of the namespace ``nova.virt.libvirt.sriov_plugin``
 (the fork's ``[sriov_plugin]`` options), constructs it with
 nova-compute's configuration and calls it where its libvirt driver
-handles the host's life cycle. The plugin keeps the host's HostAgent.
+handles the host's life cycle and reports its resources. The plugin
+keeps the host's HostAgent.
 """
+
+import importlib
+from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -60,3 +64,31 @@ class SriovPlugin:
         if agent is not None:
             LOG.info("Closing the SR-IOV port agent of host %s", host)
             agent.close()
+
+    def update_provider_tree(self, provider_tree: Any, nodename: str,
+                             allocations: dict[str, Any] | None = None
+                             ) -> None:
+        """From the driver's ``update_provider_tree``: this host's PF
+        providers in nova's ``ProviderTree`` (HostAgent.
+        update_provider_tree), beside nova's own.
+
+        :raises nova.exception.ReshapeNeeded: providers of the host are
+            under their former names and ``allocations`` were not given:
+            at service start nova then calls again with every consumer's
+            allocations, and their units move to the new names.
+        """
+        agent = self._agent
+        if agent is None:
+            return
+        update = agent.update_provider_tree(provider_tree, nodename,
+                                            allocations)
+        if update.reshape_needed:
+            LOG.info("SR-IOV providers %s of node %s are under their "
+                     "former names: their allocations move to the new "
+                     "ones", ", ".join(update.reshape_needed), nodename)
+            # Only ever loaded by nova: its exception is there to raise.
+            nova_exception = importlib.import_module("nova.exception")
+            raise nova_exception.ReshapeNeeded()
+        for former, name in update.renamed:
+            LOG.info("SR-IOV provider %s of node %s is now %s", former,
+                     nodename, name)

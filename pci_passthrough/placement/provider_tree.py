@@ -13,12 +13,16 @@ library does not import nova.
 """
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
-from pci_passthrough.placement.tree import ProviderTree, ledger_units
+from pci_passthrough.placement.tree import (
+    PciProvider,
+    ProviderTree,
+    ledger_units,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +35,14 @@ class TreeUpdate:
     #: of their inventory reserved.
     kept_reserved: tuple[str, ...]
     healed: tuple[str, ...]
+    #: (former name, name): providers found under their former names,
+    #: whose allocations moved to the provider of the new name, removed.
+    renamed: tuple[tuple[str, str], ...] = ()
+    #: Former names still holding what they held: without
+    #: ``allocations`` their units cannot move.  The virt driver raises
+    #: nova's ReshapeNeeded, and nova calls again with every consumer's
+    #: allocations (at service start).
+    reshape_needed: tuple[str, ...] = ()
 
 
 def update_provider_tree(provider_tree: Any, nodename: str,
@@ -45,6 +57,16 @@ def update_provider_tree(provider_tree: Any, nodename: str,
     nobody uses.  Without allocations a stale provider cannot be known
     to be free: it is kept, all reserved.  ``records`` must be read after
     nova read ``allocations`` (see _heal).
+
+    A provider of ours under its former name (as this library named them
+    before, carrying Nova's NOVA_PCI_TRAIT) is renamed the only way nova's
+    tree allows, a reshape: with ``allocations``, every consumer's units
+    on it move to the provider of the new name, whose inventory is made
+    to hold them, and it is removed (nova's flush sends POST /reshaper,
+    then deletes it).  Without, it is kept all reserved, listed in
+    ``reshape_needed``.  No provider of ours keeps NOVA_PCI_TRAIT: with
+    ``[pci] report_in_placement`` False nova-compute refuses to start on
+    one, True it deletes it.
     """
     mine = {}
     for uuid in provider_tree.get_provider_uuids(nodename):
@@ -53,6 +75,7 @@ def update_provider_tree(provider_tree: Any, nodename: str,
                 names.OWNER_TRAIT in data.traits:
             mine[data.name] = data
     created = []
+    formers: dict[str, PciProvider] = {}
     for provider in tree.providers:
         if not provider_tree.exists(provider.name):
             provider_tree.new_child(provider.name, nodename)
@@ -60,6 +83,17 @@ def update_provider_tree(provider_tree: Any, nodename: str,
         provider_tree.update_inventory(provider.name,
                                        provider.inventory())
         provider_tree.update_traits(provider.name, provider.traits)
+        former = mine.get(provider.former_name or "")
+        # Of another class (the device_spec changed too), its units are
+        # not the new provider's: it is retired as a stale one.
+        if former is not None and \
+                set(former.inventory) <= {provider.resource_class}:
+            formers[former.name] = provider
+    renamed = []
+    if allocations is not None:
+        for former, provider in sorted(formers.items()):
+            _rename(provider_tree, mine.pop(former), provider, allocations)
+            renamed.append((former, provider.name))
     wanted = {p.name for p in tree.providers}
     removed, kept = [], []
     for name, data in sorted(mine.items()):
@@ -72,7 +106,10 @@ def update_provider_tree(provider_tree: Any, nodename: str,
             reserved = {rc: dict(inv, reserved=inv["total"])
                         for rc, inv in data.inventory.items()}
             provider_tree.update_inventory(name, reserved)
-            kept.append(name)
+            provider_tree.update_traits(
+                name, set(data.traits) - {names.NOVA_PCI_TRAIT})
+            if name not in formers:
+                kept.append(name)
         else:
             provider_tree.remove(name)
             removed.append(name)
@@ -81,7 +118,43 @@ def update_provider_tree(provider_tree: Any, nodename: str,
         retired = {mine[name].uuid for name in kept}
         healed = _heal(provider_tree, tree, records, allocations, retired)
     return TreeUpdate(tuple(created), tuple(removed), tuple(kept),
-                      tuple(healed))
+                      tuple(healed), tuple(renamed),
+                      tuple(sorted(formers)) if allocations is None else ())
+
+
+def _rename(provider_tree: Any, former: Any, provider: PciProvider,
+            allocations: dict[str, Any]) -> None:
+    """Move every consumer's units from ``former`` (nova's data of it) to
+    ``provider``, in place, and remove ``former``.  The units are the
+    same VFs': the new provider's inventory is widened to hold them
+    (Placement refuses a reshape that puts more on a provider than it
+    offers, reserved included); the next update writes the host's."""
+    target = provider_tree.data(provider.name).uuid
+    used: dict[str, int] = {}
+    for consumer in allocations.values():
+        held = consumer.get("allocations", {})
+        moved = held.pop(former.uuid, None)
+        if moved is not None:
+            into = held.setdefault(target, {"resources": {}})["resources"]
+            for rc, n in moved.get("resources", {}).items():
+                into[rc] = into.get(rc, 0) + n
+        for rc, n in held.get(target, {}).get("resources", {}).items():
+            used[rc] = used.get(rc, 0) + n
+    provider_tree.update_inventory(
+        provider.name, _holding(provider.inventory(), used))
+    provider_tree.remove(former.name)
+
+
+def _holding(inventory: Mapping[str, Mapping[str, Any]],
+             used: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """``inventory`` with room for ``used`` units of each class."""
+    out = {}
+    for rc, inv in inventory.items():
+        n = used.get(rc, 0)
+        total = max(inv["total"], n)
+        out[rc] = dict(inv, total=total, max_unit=max(inv["max_unit"], total),
+                       reserved=min(inv["reserved"], total - n))
+    return out
 
 
 def _heal(provider_tree: Any, tree: ProviderTree,

@@ -10,6 +10,13 @@ belong to nova-compute and are never touched.
 A provider whose name another tree holds is reported (NameTaken) and
 skipped; every other provider is still made right.  Healing allocations
 re-reads the ledger before each write (see ._heal).
+
+A provider of ours under its former name (PciProvider.former_name) is
+renamed in place (PUT /resource_providers/{uuid}): its UUID, inventory
+and allocations stay as they are, no consumer is rewritten, and the
+traits written next drop Nova's NOVA_PCI_TRAIT.  Where the new name is
+taken already, the former provider is retired instead: the ledger's
+units move off it by the heal, and it is deleted once unused.
 """
 
 import dataclasses
@@ -55,6 +62,9 @@ class SyncReport:
     created_classes: list[str] = dataclasses.field(default_factory=list)
     created_traits: list[str] = dataclasses.field(default_factory=list)
     created_providers: list[str] = dataclasses.field(default_factory=list)
+    #: Former name -> name, of the providers renamed.
+    renamed_providers: dict[str, str] = dataclasses.field(
+        default_factory=dict)
     updated_inventories: list[str] = dataclasses.field(
         default_factory=list)
     updated_traits: list[str] = dataclasses.field(default_factory=list)
@@ -147,8 +157,12 @@ class Reporter:
         in_tree = self.tree_providers(root)
         uuids: dict[str, str] = {}
         for provider in tree.providers:
-            uuid = self._sync_provider(
-                provider, root, in_tree.get(provider.name), report)
+            existing = in_tree.get(provider.name)
+            former = ours.get(provider.former_name or "")
+            if existing is None and former is not None and \
+                    self._rename(former, provider, report):
+                existing = ours.pop(str(provider.former_name))
+            uuid = self._sync_provider(provider, root, existing, report)
             if uuid is not None:
                 uuids[provider.name] = uuid
         wanted = {p.name for p in tree.providers}
@@ -275,6 +289,28 @@ class Reporter:
             method="POST", path="/resource_providers",
             attempts=self.max_attempts, detail=f"provider name {name}")
 
+    def _rename(self, former: dict[str, Any], provider: PciProvider,
+                report: SyncReport) -> bool:
+        """Give provider ``former`` (as listed) the name of ``provider``;
+        False when it holds another class (its units are not the new
+        provider's: it is retired instead) or Placement refuses (the
+        name is taken, or the provider is gone)."""
+        path = f"/resource_providers/{former['uuid']}"
+        inventory = self.client.get(f"{path}/inventories",
+                                    expect=(200, 404)).body
+        if not set(inventory.get("inventories", {})) <= \
+                {provider.resource_class}:
+            return False
+        resp = self.client.put(path, {"name": provider.name},
+                               expect=(200, 404, 409))
+        if resp.status != 200:
+            LOG.warning("Provider %s cannot be renamed %s: %s",
+                        former["name"], provider.name, resp.detail())
+            return False
+        report.renamed_providers[str(former["name"])] = provider.name
+        report.writes += 1
+        return True
+
     def _retry(self, what: str, path: str,
                attempt_fn: Callable[[], Response | None],
                report: SyncReport, method: str = "PUT") -> bool:
@@ -348,6 +384,9 @@ class Reporter:
         reserved = {rc: dict(inv, reserved=inv["total"])
                     for rc, inv in inventory.items()}
         self.set_inventory(uuid, reserved, report)
+        traits = self.client.get(
+            f"/resource_providers/{uuid}/traits").body["traits"]
+        self.set_traits(uuid, set(traits) - {names.NOVA_PCI_TRAIT}, report)
         LOG.warning("Provider %s has no device left but still holds "
                     "allocations %s: kept, all reserved", name, usages)
         report.kept_in_use.append(name)

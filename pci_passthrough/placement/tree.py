@@ -39,6 +39,10 @@ class PciProvider:
     #: The VFs it counts, in address order.
     vfs: tuple[str, ...]
     reserved: int = 0
+    #: The name this library gave it before names carried the marker
+    #: (names.former_provider_name): a provider of ours found under it is
+    #: this one, to be renamed.  None: it never had another.
+    former_name: str | None = None
 
     @property
     def total(self) -> int:
@@ -152,14 +156,17 @@ def build_tree(nodename: str, devices: Iterable[PciDevice],
         per_pf[pf] = per_pf.get(pf, 0) + 1
     providers = []
     for (pf, rc, traits), vfs in groups.items():
-        variant = None
+        variant = former = None
         if per_pf[pf] > 1:
             variant = " ".join([rc, *sorted(traits)])
+            # Formerly, the traits the suffix hashes held Nova's too.
+            former = " ".join([rc, *sorted(traits | {names.NOVA_PCI_TRAIT})])
         providers.append(PciProvider(
             name=names.provider_name(nodename, pf, variant),
             pf_address=pf, resource_class=rc, traits=traits,
             vfs=tuple(sorted(vfs)),
-            reserved=len(vfs) if pf in unhealthy_pfs else 0))
+            reserved=len(vfs) if pf in unhealthy_pfs else 0,
+            former_name=names.former_provider_name(nodename, pf, former)))
     providers.sort(key=lambda p: p.name)
     return ProviderTree(nodename=nodename, providers=tuple(providers))
 

@@ -15,6 +15,7 @@ from pci_passthrough.placement.provider_tree import update_provider_tree
 from pci_passthrough.placement.tree import build_tree
 
 provider_tree_mod = pytest.importorskip("nova.compute.provider_tree")
+nova_exception = pytest.importorskip("nova.exception")
 
 ROOT = "cmp1"
 
@@ -58,7 +59,7 @@ def test_children_inventories_and_traits(tmp_path) -> None:
 def test_stale_provider_kept_reserved_then_removed(tmp_path) -> None:
     pt, _ = nova_tree()
     update_provider_tree(pt, ROOT, host_tree(tmp_path))
-    gone = f"{ROOT}_0000:5E:00.0"
+    gone = f"{ROOT}_0000:5E:00.0_pcipt"
     gone_uuid = pt.data(gone).uuid
     smaller = host_tree(tmp_path / "b", st.HostLayout(
         (demo_hosts.DEMO_HOST_A.pfs[0],)))
@@ -81,7 +82,7 @@ def test_allocations_healed_from_the_ledger(tmp_path) -> None:
     pt, root = nova_tree()
     tree = host_tree(tmp_path)
     update_provider_tree(pt, ROOT, tree)
-    x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+    x710 = pt.data(f"{ROOT}_0000:3B:00.0_pcipt").uuid
     one, unknown = str(uuid.uuid4()), str(uuid.uuid4())
     records = [LedgerRecord(one, i, f"0000:3b:02.{i}", "allocated", "net1",
                             "{}", None) for i in range(2)]
@@ -107,7 +108,7 @@ def test_an_instance_migrating_away_is_not_healed_here(tmp_path) -> None:
     pt, _ = nova_tree()
     tree = host_tree(tmp_path)
     update_provider_tree(pt, ROOT, tree)
-    x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+    x710 = pt.data(f"{ROOT}_0000:3B:00.0_pcipt").uuid
     instance, migration, dest = (str(uuid.uuid4()) for _ in range(3))
     records = [LedgerRecord(instance, 0, "0000:3b:02.0", "outgoing",
                             "net1", "{}", None)]
@@ -122,6 +123,47 @@ def test_an_instance_migrating_away_is_not_healed_here(tmp_path) -> None:
     update = update_provider_tree(pt, ROOT, tree, records, allocations)
     assert update.healed == ()
     assert {c: a["allocations"] for c, a in allocations.items()} == before
+
+
+def former_providers(pt, tree):
+    """Each provider as an earlier release put it in nova's tree: under
+    its former name, with Nova's trait."""
+    for p in tree.providers:
+        pt.new_child(p.former_name, ROOT)
+        pt.update_inventory(p.former_name, p.inventory())
+        pt.update_traits(p.former_name, p.traits | {names.NOVA_PCI_TRAIT})
+    return {p.name: pt.data(p.former_name).uuid for p in tree.providers}
+
+
+def test_former_names_renamed_through_a_reshape(tmp_path) -> None:
+    """As the resource tracker drives it at start: the first call, with
+    no allocations, asks for a reshape, leaving nothing nova would take
+    for its own PCI providers; the second moves every unit."""
+    translator = pytest.importorskip("nova.compute.pci_placement_translator")
+    pt, root = nova_tree()
+    tree = host_tree(tmp_path)
+    former = former_providers(pt, tree)
+    x710 = tree.providers[0]
+    with pytest.raises(nova_exception.PlacementPciException):
+        translator.ensure_tracking_was_not_enabled_before(pt)
+    update = update_provider_tree(pt, ROOT, tree)
+    assert update.reshape_needed == tuple(sorted(
+        p.former_name for p in tree.providers))
+    translator.ensure_tracking_was_not_enabled_before(pt)
+    consumer = str(uuid.uuid4())
+    allocations = {consumer: {"allocations": {
+        root: {"resources": {"VCPU": 1}},
+        former[x710.name]: {"resources": {x710.resource_class: 2}}},
+        "project_id": "p", "user_id": "u", "consumer_generation": 1}}
+    update = update_provider_tree(pt, ROOT, tree, (), allocations)
+    assert update.renamed == tuple(sorted(
+        (p.former_name, p.name) for p in tree.providers))
+    assert allocations[consumer]["allocations"] == {
+        root: {"resources": {"VCPU": 1}},
+        pt.data(x710.name).uuid: {"resources": {x710.resource_class: 2}}}
+    assert {pt.data(u).name for u in pt.get_provider_uuids(ROOT)} == {
+        ROOT, *(p.name for p in tree.providers)}
+    translator.ensure_tracking_was_not_enabled_before(pt)
 
 
 def test_host_agent_drives_novas_tree_and_claims_what_it_allocates(
@@ -152,11 +194,11 @@ def test_host_agent_drives_novas_tree_and_claims_what_it_allocates(
             assert set(pt.data(p.name).traits) == p.traits
         assert set(pt.data(ROOT).inventory) == {"VCPU"}
         # The scheduler allocated grp1's port on the grouped PF.
-        grouped = tree.by_name()[f"{ROOT}_0000:5E:00.0"]
+        grouped = tree.by_name()[f"{ROOT}_0000:5E:00.0_pcipt"]
         rp = pt.data(grouped.name).uuid
         inst = str(uuid.uuid4())
         port = [PortRequest(0, flavor="grp1", needs_netdev=False)]
-        x710 = pt.data(f"{ROOT}_0000:3B:00.0").uuid
+        x710 = pt.data(f"{ROOT}_0000:3B:00.0_pcipt").uuid
         with pytest.raises(exception.AllocationMismatch, match=inst):
             agent.claim(inst, port, allocation={0: x710})
         (alloc,) = agent.claim(inst, port, allocation={0: rp})

@@ -32,7 +32,7 @@ def test_show_json_is_the_tree(conf_file, capsys) -> None:
     doc = json.loads(out)
     assert doc["nodename"] == "cmp1"
     assert [(p["name"], p["total"]) for p in doc["providers"]] == [
-        ("cmp1_0000:3B:00.0", 4), ("cmp1_0000:5E:00.0", 3)]
+        ("cmp1_0000:3B:00.0_pcipt", 4), ("cmp1_0000:5E:00.0_pcipt", 3)]
     code, out, _ = run(capsys, "--config-file", conf_file, "placement",
                        "show")
     assert code == 0 and "CUSTOM_PCI_15B3_101E" in out

@@ -24,16 +24,17 @@ from pci_passthrough.placement.tree import PciProvider, ProviderTree
 
 NODE = "cmp1"
 X710 = PciProvider(
-    name="cmp1_0000:3B:00.0", pf_address="0000:3b:00.0",
+    name="cmp1_0000:3B:00.0_pcipt", pf_address="0000:3b:00.0",
     resource_class="CUSTOM_PCI_8086_154C",
-    traits=frozenset({names.OWNER_TRAIT, names.MANAGED_PCI_TRAIT,
-                      "CUSTOM_PHYSNET_PHYSNET1"}),
-    vfs=("0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:02.3"))
+    traits=frozenset({names.OWNER_TRAIT, "CUSTOM_PHYSNET_PHYSNET1"}),
+    vfs=("0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2", "0000:3b:02.3"),
+    former_name="cmp1_0000:3B:00.0")
 CX6 = PciProvider(
-    name="cmp1_0000:5E:00.0", pf_address="0000:5e:00.0",
+    name="cmp1_0000:5E:00.0_pcipt", pf_address="0000:5e:00.0",
     resource_class="CUSTOM_PCI_15B3_101E",
-    traits=frozenset({names.OWNER_TRAIT, names.MANAGED_PCI_TRAIT}),
-    vfs=("0000:5e:00.2", "0000:5e:00.3", "0000:5e:00.4"))
+    traits=frozenset({names.OWNER_TRAIT}),
+    vfs=("0000:5e:00.2", "0000:5e:00.3", "0000:5e:00.4"),
+    former_name="cmp1_0000:5E:00.0")
 TREE = ProviderTree(NODE, (X710, CX6))
 ONE = "11111111-1111-4111-8111-111111111111"
 TWO = "22222222-2222-4222-8222-222222222222"
@@ -170,6 +171,73 @@ def test_a_provider_no_device_is_counted_on() -> None:
     # Its unit is one more than the ledger's for TWO: rewritten.
     assert kinds(found)[1:] == [
         ("placement-allocation", f"instance {TWO}", True)]
+
+
+def under_former_name(observed: Observed, provider: PciProvider) -> Observed:
+    """``observed`` with ``provider`` as earlier releases reported it:
+    under its former name, with Nova's trait."""
+    providers = dict(observed.providers)
+    rp = providers.pop(provider.name)
+    providers[str(provider.former_name)] = dataclasses.replace(
+        rp, name=provider.former_name,
+        traits=rp.traits | {names.NOVA_PCI_TRAIT})
+    return dataclasses.replace(observed, providers=providers)
+
+
+def test_a_provider_under_its_former_name_is_one_fixable_finding() -> None:
+    observed = under_former_name(synced(TREE, RECORDS), X710)
+    # Its units are the renamed provider's: no allocation finding.
+    (finding,) = audit(TREE, RECORDS, observed)
+    assert kinds([finding]) == [
+        ("placement-provider", f"provider {X710.former_name}", True)]
+    assert names.NOVA_PCI_TRAIT in finding.problem
+    assert f"rename it {X710.name}" in finding.repair
+    # Units there the ledger does not hold are still named.
+    observed.providers[str(X710.former_name)].allocations[TWO] = {
+        X710.resource_class: 1}
+    assert kinds(audit(TREE, RECORDS, observed))[1:] == [
+        ("placement-allocation", f"instance {TWO}", True)]
+
+
+def test_a_former_name_of_another_class_is_retired_not_renamed() -> None:
+    observed = under_former_name(synced(TREE, RECORDS), CX6)
+    former = str(CX6.former_name)
+    observed.providers[former] = dataclasses.replace(
+        observed.providers[former],
+        inventories={"CUSTOM_OLD": {"total": 3, "reserved": 0}},
+        allocations={TWO: {"CUSTOM_OLD": 1}})
+    found = kinds(audit(TREE, RECORDS, observed))
+    assert ("placement-provider", f"provider {CX6.name}", True) in found
+    assert ("placement-provider", f"provider {former}", True) in found
+    problems = {f.subject: f.problem
+                for f in audit(TREE, RECORDS, observed)}
+    assert "still offers inventory" in problems[f"provider {former}"]
+
+
+def test_a_former_name_not_ours_is_novas_own_provider() -> None:
+    observed = synced(TREE, RECORDS)
+    # Nova's provider of that name, beside ours: none of our business.
+    observed.providers[str(X710.former_name)] = ObservedProvider(
+        str(X710.former_name), str(uuid.uuid4()), {"CUSTOM_GPU": {
+            "total": 1}}, frozenset({names.NOVA_PCI_TRAIT, "OWNER_NOVA"}),
+        {TWO: {"CUSTOM_GPU": 1}})
+    assert audit(TREE, RECORDS, observed) == []
+
+
+def test_a_stale_provider_of_ours_keeps_no_nova_trait() -> None:
+    gone = ObservedProvider(
+        "cmp1_0000:AF:00.0", str(uuid.uuid4()),
+        {"CUSTOM_PCI_8086_1889": {"total": 2, "reserved": 2}},
+        frozenset({names.OWNER_TRAIT, names.NOVA_PCI_TRAIT}),
+        {TWO: {"CUSTOM_PCI_8086_1889": 1}})
+    observed = synced(TREE, RECORDS)
+    observed.providers[gone.name] = gone
+    found = audit(TREE, RECORDS, observed)
+    assert kinds(found)[0] == ("placement-provider",
+                               f"provider {gone.name}", True)
+    assert f"carries Nova's trait {names.NOVA_PCI_TRAIT}" in \
+        found[0].problem
+    assert found[0].repair.startswith("remove that trait")
 
 
 def test_a_provider_not_ours_without_our_devices_is_left_alone() -> None:

@@ -73,14 +73,47 @@ def test_any_value_gives_a_valid_distinct_trait(key, value, other) -> None:
         assert names.value_trait(key, other) != trait
 
 
-def test_provider_names_are_novas_and_bounded() -> None:
+def test_provider_names_carry_the_mark_and_are_bounded() -> None:
     assert names.provider_name("cmp1", "0000:3b:00.0") == \
-        "cmp1_0000:3B:00.0"
+        "cmp1_0000:3B:00.0_pcipt"
     split = names.provider_name("cmp1", "0000:3b:00.0", "A B")
-    assert split.startswith("cmp1_0000:3B:00.0_") and len(split) == 26
+    assert split.startswith("cmp1_0000:3B:00.0_pcipt_") and len(split) == 32
     assert split == names.provider_name("cmp1", "0000:3b:00.0", "A B")
+    assert names.provider_name("n" * 172, "0000:3b:00.0", "A B")
     with pytest.raises(ValueError, match="shorter nodename"):
-        names.provider_name("n" * 190, "0000:3b:00.0")
+        names.provider_name("n" * 173, "0000:3b:00.0", "A B")
+
+
+def test_former_names_are_novas_pattern() -> None:
+    assert names.former_provider_name("cmp1", "0000:3b:00.0") == \
+        "cmp1_0000:3B:00.0"
+    split = names.former_provider_name("cmp1", "0000:3b:00.0", "A B")
+    assert split == "cmp1_0000:3B:00.0_" + \
+        names.provider_name("cmp1", "0000:3b:00.0", "A B")[-8:]
+
+
+#: How Nova names a PCI provider (pci_placement_translator.PlacementView).
+NOVA_NAME = re.compile(
+    r".*_[0-9A-F]{4}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-7]\Z", re.DOTALL)
+
+
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None)
+@given(nodename=hst.text(min_size=1, max_size=60),
+       address=hst.from_regex(
+           r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]", fullmatch=True),
+       variant=hst.none() | hst.text(max_size=40))
+def test_no_name_of_ours_is_ever_novas(nodename, address, variant) -> None:
+    """Nova's PCI providers are ``<hypervisor hostname>_<ADDRESS>``: ours
+    never end with an address, whatever the names of the hosts."""
+    assert not NOVA_NAME.match(names.provider_name(nodename, address,
+                                                   variant))
+
+
+def test_novas_own_traits_are_no_tag_of_ours() -> None:
+    for tag in ("compute_managed_pci_device", "blue,OWNER_NOVA"):
+        with pytest.raises(ValueError, match="Nova would take"):
+            names.tag_traits({"traits": tag})
+    assert names.tag_traits({"traits": "blue"}) == {"CUSTOM_BLUE"}
 
 
 @settings(max_examples=EXAMPLES * 5, derandomize=True, deadline=None)
@@ -93,8 +126,10 @@ def test_normaliser_is_os_traits_own(name) -> None:
     assert names._normalize(name) == os_traits.normalize_name(name)
 
 
-def test_managed_pci_trait_is_os_traits_own() -> None:
+def test_novas_traits_are_os_traits_own() -> None:
     import os_traits
 
-    assert names.MANAGED_PCI_TRAIT == os_traits.COMPUTE_MANAGED_PCI_DEVICE
+    assert names.NOVA_PCI_TRAIT == os_traits.COMPUTE_MANAGED_PCI_DEVICE
+    nova_own = {os_traits.COMPUTE_MANAGED_PCI_DEVICE, os_traits.OWNER_NOVA}
+    assert nova_own == names.NOVA_OWN_TRAITS
     assert "HW_NIC_SRIOV" in names._standard_traits()

@@ -31,11 +31,16 @@ def test_demo_host_gives_one_provider_per_pf(tmp_path) -> None:
                     demo_hosts.DEMO_DEVICE_SPECS)
     x710, cx6 = tree.providers
     assert (x710.name, x710.resource_class, x710.total) == (
-        "cmp1_0000:3B:00.0", "CUSTOM_PCI_8086_154C", 4)
+        "cmp1_0000:3B:00.0_pcipt", "CUSTOM_PCI_8086_154C", 4)
     assert (cx6.name, cx6.resource_class, cx6.total) == (
-        "cmp1_0000:5E:00.0", "CUSTOM_PCI_15B3_101E", 3)
+        "cmp1_0000:5E:00.0_pcipt", "CUSTOM_PCI_15B3_101E", 3)
+    # Formerly Nova's names, which Nova gives its own PCI providers.
+    assert (x710.former_name, cx6.former_name) == (
+        "cmp1_0000:3B:00.0", "cmp1_0000:5E:00.0")
     for p in tree.providers:
-        assert {names.MANAGED_PCI_TRAIT, names.OWNER_TRAIT} <= p.traits
+        assert names.OWNER_TRAIT in p.traits
+        # Nova takes a provider with its trait for its own.
+        assert names.NOVA_PCI_TRAIT not in p.traits
         assert p.inventory()[p.resource_class]["max_unit"] == p.total
     assert "CUSTOM_PHYSNET_PHYSNET1" in x710.traits
     # Only the grouped provider carries the group's marker and value.
@@ -65,9 +70,13 @@ def test_vfs_with_different_tags_split_into_named_providers(
     grouped, plain = sorted(tree.providers, key=lambda p: p.total)
     assert grouped.vfs == ("0000:3b:02.0",)
     assert plain.vfs == ("0000:3b:02.1", "0000:3b:02.2")
-    assert {p.name[:len("cmp1_0000:3B:00.0_")] for p in tree.providers} \
-        == {"cmp1_0000:3B:00.0_"}
+    assert {p.name[:len("cmp1_0000:3B:00.0_pcipt_")]
+            for p in tree.providers} == {"cmp1_0000:3B:00.0_pcipt_"}
     assert grouped.name != plain.name
+    # The names earlier releases gave them, whose suffix hashed Nova's
+    # trait too: providers found under them are renamed.
+    assert (grouped.former_name, plain.former_name) == (
+        "cmp1_0000:3B:00.0_CDC362BF", "cmp1_0000:3B:00.0_D4E109FE")
     # Deterministic: the same configuration names them the same.
     again = tree_for(tmp_path / "again", layout, specs)
     assert again == tree
@@ -83,7 +92,10 @@ def test_pf_without_assignable_vfs_gets_no_provider(tmp_path) -> None:
 
 @pytest.mark.parametrize(("tag", "value"), [
     ("resource_class", "-"), ("traits", "a," + "b" * 260),
-    ("physical_network", "p" * 260)])
+    ("physical_network", "p" * 260),
+    # Nova's marks of its own providers.
+    ("traits", "blue,compute_managed_pci_device"),
+    ("traits", "OWNER_NOVA")])
 def test_invalid_placement_name_names_the_spec(tmp_path, tag,
                                                value) -> None:
     spec = json.dumps({"address": "0000:5e:00.0", tag: value})
@@ -109,5 +121,6 @@ def test_consumer_units_from_ledger(tmp_path) -> None:
     units, unmapped = consumer_units(tree, [
         rec(I1, 0, "0000:3b:02.0"), rec(I1, 1, "0000:3b:02.1"),
         rec(I1, 2, "0000:5e:00.2"), rec(I2, 0, "0000:99:00.1")])
-    assert units == {I1: {"cmp1_0000:3B:00.0": 2, "cmp1_0000:5E:00.0": 1}}
+    assert units == {I1: {"cmp1_0000:3B:00.0_pcipt": 2,
+                          "cmp1_0000:5E:00.0_pcipt": 1}}
     assert [r.address for r in unmapped] == ["0000:99:00.1"]

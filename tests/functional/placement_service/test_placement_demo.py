@@ -16,16 +16,17 @@ def test_demo_offers_group_vfs_only_to_the_group_flavor(
         result = run_placement_demo(tmp_path / run, out)
         assert result is not None
         assert result["group_only_to_grp1"] is True
-        assert result["offered"]["grp1"] == ["demo-host-a_0000:5E:00.0",
-                                             "demo-host-b_0000:D8:00.0"]
+        assert result["offered"]["grp1"] == [
+            "demo-host-a_0000:5E:00.0_pcipt", "demo-host-b_0000:D8:00.0_pcipt"]
         assert result["offered"]["mlx"] == []
-        assert result["offered"]["net1"] == ["demo-host-a_0000:3B:00.0",
-                                             "demo-host-b_0000:AF:00.0"]
+        assert result["offered"]["net1"] == [
+            "demo-host-a_0000:3B:00.0_pcipt", "demo-host-b_0000:AF:00.0_pcipt"]
         text = out.getvalue()
         assert "Grouped VFs offered to grp1 only: yes" in text
-        assert result["doctor_fixed"] == ["provider demo-host-a_0000:3B:00.0"]
+        assert result["doctor_fixed"] == [
+            "provider demo-host-a_0000:3B:00.0_pcipt"]
         assert "Doctor finds placement-provider provider " \
-            "demo-host-a_0000:3B:00.0: traits missing: " \
+            "demo-host-a_0000:3B:00.0_pcipt: traits missing: " \
             "CUSTOM_PHYSNET_PHYSNET1" in text
         assert "1 fixed, 0 left." in text
         # Each call has a database of its own: the hosts are new to it.

@@ -95,9 +95,9 @@ def test_drift_is_found_and_one_sync_repairs_what_is_ours(
         agent.claim(two, ports("grp1"))
         synced = sync(conf, client)
         x710 = synced.provider_uuids[f"{conf.pci_passthrough.nodename}"
-                                     f"_0000:3B:00.0"]
+                                     f"_0000:3B:00.0_pcipt"]
         cx6 = synced.provider_uuids[f"{conf.pci_passthrough.nodename}"
-                                    f"_0000:5E:00.0"]
+                                    f"_0000:5E:00.0_pcipt"]
         # An operator's hand: max_unit lowered, a trait removed; one
         # unit of instance one lost; a consumer nobody claimed here.
         inv = client.get(f"/resource_providers/{x710}/inventories").body
@@ -116,7 +116,7 @@ def test_drift_is_found_and_one_sync_repairs_what_is_ours(
         put_allocation(client, stranger, {cx6: {CX6_CLASS: 1}})
 
         report = agent.doctor(placement=client)
-        name = f"{conf.pci_passthrough.nodename}_0000:3B:00.0"
+        name = f"{conf.pci_passthrough.nodename}_0000:3B:00.0_pcipt"
         assert placement_findings(report) == [
             ("placement-provider", f"provider {name}", True, False),
             ("placement-allocation", f"instance {one}", True, False),
@@ -149,10 +149,10 @@ def test_a_host_placement_never_saw_is_left_to_nova_compute(
         agent.claim(instance, ports("grp1"))
         expected = [
             ("placement-provider", f"provider {node}", False, False),
-            ("placement-provider", f"provider {node}_0000:3B:00.0", False,
-             False),
-            ("placement-provider", f"provider {node}_0000:5E:00.0", False,
-             False)]
+            ("placement-provider", f"provider {node}_0000:3B:00.0_pcipt",
+             False, False),
+            ("placement-provider", f"provider {node}_0000:5E:00.0_pcipt",
+             False, False)]
         assert placement_findings(agent.doctor(placement=client)) == \
             expected
         # --fix creates no root: nova-compute makes it with the compute
@@ -167,15 +167,15 @@ def test_a_host_placement_never_saw_is_left_to_nova_compute(
         client.post("/resource_providers", {"name": node, "uuid": root})
         found = placement_findings(agent.doctor(placement=client))
         assert [f[1] for f in found] == [
-            f"provider {node}_0000:3B:00.0",
-            f"provider {node}_0000:5E:00.0", f"instance {instance}"]
+            f"provider {node}_0000:3B:00.0_pcipt",
+            f"provider {node}_0000:5E:00.0_pcipt", f"instance {instance}"]
         fixed = agent.doctor(fix=True, placement=client)
         assert all(f.fixed for f in fixed.findings), fixed
         assert agent.doctor(placement=client).findings == ()
         rps = client.get(f"/resource_providers?in_tree={root}").body[
             "resource_providers"]
         assert {rp["name"] for rp in rps} == {
-            node, f"{node}_0000:3B:00.0", f"{node}_0000:5E:00.0"}
+            node, f"{node}_0000:3B:00.0_pcipt", f"{node}_0000:5E:00.0_pcipt"}
 
 
 def test_a_migration_away_is_left_to_its_migration_consumer(
@@ -189,9 +189,9 @@ def test_a_migration_away_is_left_to_its_migration_consumer(
         src.claim(instance, ports("net1"))
         src.plug(instance)
         src_rp = sync(source, client).provider_uuids[
-            f"{source.pci_passthrough.nodename}_0000:3B:00.0"]
+            f"{source.pci_passthrough.nodename}_0000:3B:00.0_pcipt"]
         dst_rp = sync(dest, client).provider_uuids[
-            f"{dest.pci_passthrough.nodename}_0000:3B:00.0"]
+            f"{dest.pci_passthrough.nodename}_0000:3B:00.0_pcipt"]
         # Nova's move: the source's units go to the migration, the
         # instance's to the destination.
         put_allocation(client, migration, {src_rp: {X710_CLASS: 1}},

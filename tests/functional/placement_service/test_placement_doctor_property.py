@@ -26,7 +26,8 @@ CLASSES = {X710: "CUSTOM_PCI_8086_154C", CX6: "CUSTOM_PCI_15B3_101E"}
 DRIFTS = hst.lists(hst.sampled_from([
     "inventory-total", "inventory-reserved", "inventory-max-unit",
     "trait-removed", "trait-added", "provider-deleted",
-    "units-lost", "units-doubled", "stranger", "stale-provider"]),
+    "units-lost", "units-doubled", "stranger", "stale-provider",
+    "former-name"]),
     min_size=1, max_size=4, unique=True)
 
 
@@ -39,8 +40,8 @@ def drift(client, what: str, node: str, uuids: dict[str, str],
     """Make one hand edit (Placement may refuse an allocation that
     earlier edits left no room for); the consumer it leaves for the
     operator, if any."""
-    x710 = uuids[f"{node}_{X710}"]
-    cx6 = uuids[f"{node}_{CX6}"]
+    x710 = uuids[f"{node}_{X710}_pcipt"]
+    cx6 = uuids[f"{node}_{CX6}_pcipt"]
     inv_path = f"/resource_providers/{x710}/inventories"
     if what.startswith("inventory-"):
         body = client.get(inv_path).body
@@ -94,6 +95,15 @@ def drift(client, what: str, node: str, uuids: dict[str, str],
         client.put(f"/resource_providers/{stale}/traits", {
             "resource_provider_generation": 0,
             "traits": ["CUSTOM_PCIPT_SRIOV_VF"]})
+    elif what == "former-name":
+        # As an earlier release reported it: Nova's name and PCI trait.
+        client.put(f"/resource_providers/{x710}", {"name": f"{node}_{X710}"})
+        path = f"/resource_providers/{x710}/traits"
+        body = client.get(path).body
+        client.put(path, {"resource_provider_generation":
+                          body["resource_provider_generation"],
+                          "traits": [*body["traits"],
+                                     "COMPUTE_MANAGED_PCI_DEVICE"]})
     return None
 
 

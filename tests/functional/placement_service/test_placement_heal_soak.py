@@ -70,8 +70,8 @@ class Claimer(threading.Thread):
         flavor = self.rand.choice(sorted(FLAVOR_CLASSES))
         rc = FLAVOR_CLASSES[flavor]
         rp = next(u for name, u in self.uuids.items()
-                  if name.endswith("_0000:3B:00.0" if flavor == "net1"
-                                    else "_0000:5E:00.0"))
+                  if name.endswith("_0000:3B:00.0_pcipt" if flavor == "net1"
+                                    else "_0000:5E:00.0_pcipt"))
         instance = str(uuid.uuid4())
         resp = self.client.put(f"/allocations/{instance}", {
             "allocations": {rp: {"resources": {rc: 1}}},
@@ -181,7 +181,8 @@ def test_an_instance_freed_after_the_ledger_was_read_is_not_written(
         tmp_path, client, nodename) -> None:
     conf = agent_host(tmp_path, nodename())
     uuids = host_view(conf).sync(Reporter(client)).provider_uuids
-    cx6 = next(u for n, u in uuids.items() if n.endswith("_0000:5E:00.0"))
+    cx6 = next(u for n, u in uuids.items()
+               if n.endswith("_0000:5E:00.0_pcipt"))
     instance = str(uuid.uuid4())
     with HostAgent(conf) as agent:
         agent.start()

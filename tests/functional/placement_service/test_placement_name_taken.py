@@ -38,7 +38,7 @@ def test_a_name_held_elsewhere_is_named_and_the_rest_is_synced(
     name = nodename()
     conf = agent_host(tmp_path, name)
     host_conf = write_demo_host_conf(tmp_path, name)
-    taken, free = f"{name}_0000:3B:00.0", f"{name}_0000:5E:00.0"
+    taken, free = f"{name}_0000:3B:00.0_pcipt", f"{name}_0000:5E:00.0_pcipt"
     # nova-compute's root; a stranger's tree holding the X710's name.
     root = client.post("/resource_providers", {"name": name}).body["uuid"]
     other = client.post("/resource_providers",

@@ -101,7 +101,8 @@ def test_sync_reports_the_tree_and_a_second_sync_changes_nothing(
     reporter = Reporter(client)
     first = host.sync(reporter)
     assert sorted(first.created_providers) == [
-        f"{host.nodename}_0000:3B:00.0", f"{host.nodename}_0000:5E:00.0"]
+        f"{host.nodename}_0000:3B:00.0_pcipt",
+        f"{host.nodename}_0000:5E:00.0_pcipt"]
     found = providers(client, first.root_uuid)
     tree = host.tree()
     for p in tree.providers:
@@ -165,8 +166,8 @@ def test_allocations_are_healed_from_the_ledger(tmp_path, client,
     report = host.sync(reporter)
     assert sorted(report.healed_consumers) == sorted([one, two])
     found = providers(client, root)
-    x710 = found[f"{host.nodename}_0000:3B:00.0"]["uuid"]
-    cx6 = found[f"{host.nodename}_0000:5E:00.0"]["uuid"]
+    x710 = found[f"{host.nodename}_0000:3B:00.0_pcipt"]["uuid"]
+    cx6 = found[f"{host.nodename}_0000:5E:00.0_pcipt"]["uuid"]
     body = client.get(f"/allocations/{one}").body
     assert {rp: a["resources"] for rp, a in body["allocations"].items()} \
         == {root: {"VCPU": 2}, x710: {"CUSTOM_PCI_8086_154C": 2}}
@@ -198,7 +199,7 @@ def test_pf_vanished_with_allocations_is_kept_reserved(
     instance = str(uuid.uuid4())
     host.claim(instance, ["grp1"])
     root = host.sync(reporter).root_uuid
-    cx6_name = f"{host.nodename}_0000:5E:00.0"
+    cx6_name = f"{host.nodename}_0000:5E:00.0_pcipt"
     cx6 = providers(client, root)[cx6_name]["uuid"]
     # The Mellanox card is gone from sysfs, its VF still held.
     shutil.rmtree(tmp_path / "sys")
@@ -282,10 +283,10 @@ def test_a_request_for_the_group_gets_only_group_devices(
                 got |= {names_by_uuid[rp] for rp in req["allocations"]
                         if rp in names_by_uuid}
         offered[flavor] = got
-    cx6 = f"{host.nodename}_0000:5E:00.0"
+    cx6 = f"{host.nodename}_0000:5E:00.0_pcipt"
     assert offered["grp1"] == {cx6}
     assert cx6 not in offered["mlx"] and cx6 not in offered["net1"]
-    assert offered["net1"] == {f"{host.nodename}_0000:3B:00.0"}
+    assert offered["net1"] == {f"{host.nodename}_0000:3B:00.0_pcipt"}
 
 
 def test_unknown_forbidden_trait_is_created_by_sync(tmp_path, client,
@@ -376,7 +377,7 @@ def test_provider_left_half_made_is_completed(tmp_path, client,
     host = Host(tmp_path, nodename())
     root = client.post("/resource_providers",
                        {"name": host.nodename}).body["uuid"]
-    name = f"{host.nodename}_0000:3B:00.0"
+    name = f"{host.nodename}_0000:3B:00.0_pcipt"
     half = client.post("/resource_providers", {
         "name": name, "parent_provider_uuid": root}).body["uuid"]
     report = host.sync(Reporter(client))
@@ -459,7 +460,8 @@ def test_consumers_are_healed_in_one_write_and_conflicts_retried(
     report = host.sync(Reporter(_ConsumerWriter(client, instances[0], 2)))
     assert sorted(report.healed_consumers) == sorted(instances)
     assert report.conflicts_retried == 2
-    x710 = providers(client, root)[f"{host.nodename}_0000:3B:00.0"]["uuid"]
+    x710 = providers(client, root)[
+        f"{host.nodename}_0000:3B:00.0_pcipt"]["uuid"]
     for inst in instances:
         units = {rp: a["resources"] for rp, a in client.get(
             f"/allocations/{inst}").body["allocations"].items()}
