@@ -11,7 +11,7 @@ nothing when it cannot.
 
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oslo_log import log as logging
 
@@ -19,6 +19,7 @@ from pci_passthrough import exception
 from pci_passthrough.agent._checks import check_request, shown
 from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.networks import HostNetworks
+from pci_passthrough.agent.port_slots import place
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.agent.vf_hygiene import VfHygiene
 from pci_passthrough.discovery.netdev_lookup import live_netdev
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 # The fields of a port request a repeated claim must repeat as they are.
-_REQUEST_FIELDS = ("flavor", "spec", "mac", "vlan", "needs_netdev")
+_REQUEST_FIELDS = ("flavor", "spec", "mac", "vlan", "needs_netdev",
+                   "port_id")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,11 +84,13 @@ class Ports:
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
-              allocation: Mapping[int, str] | None = None
+              allocation: Mapping[Any, Any] | None = None,
+              provider_mapping: Mapping[str, Any] | None = None
               ) -> list[Allocation]:
         with self._metrics.time_claim():
             return self._networks.named(self.claim_devices(
-                instance_uuid, ports, numa_cells, allocation))
+                instance_uuid, ports, numa_cells, allocation,
+                provider_mapping=provider_mapping))
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         with self._metrics.time_plug():
@@ -103,15 +107,26 @@ class Ports:
     def claim_devices(self, instance_uuid: str,
                       ports: Sequence[PortRequest],
                       numa_cells: Collection[int] | None,
-                      allocation: Mapping[int, str] | None = None,
-                      incoming: bool = False) -> list[Allocation]:
+                      allocation: Mapping[Any, Any] | None = None,
+                      incoming: bool = False, *,
+                      provider_mapping: Mapping[str, Any] | None = None
+                      ) -> list[Allocation]:
         """Claim a device for each port the instance does not hold yet
-        (leased, when ``incoming``); the ports' claims, by index."""
+        (leased, when ``incoming``); the ports' claims, by index.
+
+        A request naming its port takes the port's slot (see
+        pci_passthrough.agent.port_slots); an incoming one keeps the slot it
+        gives, which is the source's.
+        """
         check_request(ports, numa_cells)
         self._scan.ensure()
         self._check_vlans(ports)
         held = {a.port_index: a
                 for a in self._tracker.allocations(instance_uuid)}
+        ports = place(
+            instance_uuid, ports, self._tracker.port_requests(
+                instance_uuid) if held else {},
+            {i: a.address for i, a in held.items()}, keep=incoming)
         if held:
             self._check_repeated(instance_uuid, ports, held)
         missing = [p for p in ports if p.index not in held]
@@ -119,7 +134,8 @@ class Ports:
                                 if incoming else (PortState.CLAIMED, None))
         within = None
         if allocation is not None:
-            within = self._allocated(instance_uuid, ports, allocation, held)
+            within = self._allocated(instance_uuid, ports, allocation, held,
+                                     provider_mapping)
         try:
             new = (self._tracker.claim(
                 instance_uuid, missing, numa_cells, state=state,
@@ -228,6 +244,56 @@ class Ports:
         self._hygiene.restore_held(self._tracker.allocations(instance))
         return self._tracker.free(instance)
 
+    def plug_one(self, instance_uuid: str, alloc: Allocation
+                 ) -> PluggedPort:
+        """Ensure one port's network while the instance's other ports
+        are plugged (attach_interface).  A network this call made is
+        removed again when it fails.
+
+        :raises VfNetdevUnresolved, NetworkDriverError:
+        """
+        (alloc,) = self._with_live_netdevs(instance_uuid, [alloc])
+        spec = self._networks.spec(alloc)
+        fresh = alloc.state not in NETWORKED
+        try:
+            if alloc.state == PortState.CLAIMED:
+                self._hygiene.journal(alloc)
+            self._networks.ensure(instance_uuid, alloc.port_index, spec)
+            xml = self._networks.call(
+                instance_uuid, alloc.port_index, spec.name,
+                self._networks.driver.interface_xml, spec.name, alloc.mac)
+            if fresh:
+                self._tracker.transition(instance_uuid, PortState.PLUGGED)
+        except BaseException as exc:
+            if fresh:
+                LOG.warning("Plugging instance %s port %s failed (%s); "
+                            "removing its network %s", instance_uuid,
+                            alloc.port_index, exc, spec.name)
+                try:
+                    self._networks.driver.delete_network(spec.name)
+                except Exception:
+                    LOG.exception("Cannot remove network %s of instance "
+                                  "%s; release the port to retry",
+                                  spec.name, instance_uuid)
+            raise
+        return PluggedPort(index=alloc.port_index, network=spec.name,
+                           address=alloc.address, netdev=spec.netdev,
+                           mac=alloc.mac, interface_xml=xml)
+
+    def unplug_one(self, instance_uuid: str, alloc: Allocation
+                   ) -> Allocation | None:
+        """Delete one port's network, restore its VF and free its
+        device (detach_interface); the claim freed.
+
+        :raises NetworkDriverError: the network could not be removed;
+            nothing was freed.
+        """
+        self._networks.delete(instance_uuid, alloc.port_index,
+                              self._networks.name(instance_uuid,
+                                                  alloc.port_index))
+        self._hygiene.restore_held([alloc])
+        return self._tracker.free_port(instance_uuid, alloc.port_index)
+
     def _with_live_netdevs(self, instance: str, allocs: list[Allocation]
                            ) -> list[Allocation]:
         """The claims with their VFs' netdevs as sysfs names them now.
@@ -273,20 +339,23 @@ class Ports:
     # -- checks ------------------------------------------------------------
 
     def _allocated(self, instance: str, ports: Sequence[PortRequest],
-                   allocation: Mapping[int, str],
-                   held: Mapping[int, Allocation]
+                   allocation: Mapping[Any, Any],
+                   held: Mapping[int, Allocation],
+                   provider_mapping: Mapping[str, Any] | None
                    ) -> dict[int, frozenset[str]]:
         """Per port, the VFs of the PF Placement allocated it on; the
         ports already held must be on theirs."""
-        within = self._placement.allocated_vfs(instance, ports, allocation)
+        within = self._placement.allocated_vfs(instance, ports, allocation,
+                                               provider_mapping)
         for port in ports:
             have = held.get(port.index)
             if have is not None and have.address not in within[port.index]:
                 raise exception.AllocationMismatch(
                     instance=instance,
-                    reason=f"port {port.index} holds {have.address}, "
-                           f"which is not a VF of the provider "
-                           f"{allocation[port.index]} it was allocated on")
+                    reason=f"port {port.name} holds {have.address}, "
+                           f"which is not a VF of the provider"
+                           f"{_provider(allocation, port, provider_mapping)}"
+                           f" it was allocated on")
         return within
 
     def _check_vlans(self, ports: Sequence[PortRequest]) -> None:
@@ -312,6 +381,13 @@ class Ports:
                 old, new = getattr(have, field), getattr(port, field)
                 if old != new:
                     raise exception.ClaimConflict(
-                        instance=instance, port=port.index,
+                        instance=instance, port=port.name,
                         address=held[port.index].address, field=field,
                         held=shown(old), wanted=shown(new))
+
+
+def _provider(allocation: Mapping[Any, Any], port: PortRequest,
+              provider_mapping: Mapping[str, Any] | None) -> str:
+    """" <UUID>" of the port's provider in the old form of allocation."""
+    return "" if provider_mapping is not None else \
+        f" {allocation[port.index]}"
