@@ -17,12 +17,12 @@ from oslo_log import log as logging
 
 from pci_passthrough import exception
 from pci_passthrough.agent._checks import check_request, shown
+from pci_passthrough.agent._live_netdevs import with_live_netdevs
 from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.port_slots import place
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.agent.vf_hygiene import VfHygiene
-from pci_passthrough.discovery.netdev_lookup import live_netdev
 from pci_passthrough.model.claims import Allocation, Explanation, PortRequest
 from pci_passthrough.model.instance_id import canonical_uuid
 from pci_passthrough.model.states import NETWORKED, PortState
@@ -168,7 +168,8 @@ class Ports:
             return []
         # Every name before any step: one that cannot be read refuses
         # the whole call with nothing touched.
-        allocs = self._with_live_netdevs(instance_uuid, allocs)
+        allocs = with_live_netdevs(self._scan, self._tracker,
+                                   self._networks, instance_uuid, allocs)
         states = {a.state for a in allocs}
         # Incoming and outgoing ports keep their lease; anything else
         # becomes plugged (a mix is refused by the transition table).
@@ -252,7 +253,8 @@ class Ports:
 
         :raises VfNetdevUnresolved, NetworkDriverError:
         """
-        (alloc,) = self._with_live_netdevs(instance_uuid, [alloc])
+        (alloc,) = with_live_netdevs(self._scan, self._tracker,
+                                     self._networks, instance_uuid, [alloc])
         spec = self._networks.spec(alloc)
         fresh = alloc.state not in NETWORKED
         try:
@@ -293,48 +295,6 @@ class Ports:
                                                   alloc.port_index))
         self._hygiene.restore_held([alloc])
         return self._tracker.free_port(instance_uuid, alloc.port_index)
-
-    def _with_live_netdevs(self, instance: str, allocs: list[Allocation]
-                           ) -> list[Allocation]:
-        """The claims with their VFs' netdevs as sysfs names them now.
-
-        :raises VfNetdevUnresolved: a VF's net/ does not name exactly one
-            netdev.
-        """
-        live = []
-        renamed = []
-        for alloc in allocs:
-            found = live_netdev(self._scan.sysfs_root, alloc.address)
-            if found.netdev is None:
-                raise exception.VfNetdevUnresolved(
-                    network=self._networks.name(instance, alloc.port_index),
-                    instance=instance, port=alloc.port_index,
-                    reason=f"the netdev of VF {alloc.address} cannot be "
-                           f"resolved: {found.problem}; nothing was "
-                           f"plugged")
-            if found.netdev != alloc.netdev:
-                LOG.warning("VF %s of instance %s port %s is netdev %s "
-                            "now, not %s as the last scan saw: plugging "
-                            "%s", alloc.address, instance,
-                            alloc.port_index, found.netdev, alloc.netdev,
-                            found.netdev)
-                renamed.append(alloc.address)
-            live.append(dataclasses.replace(alloc, netdev=found.netdev))
-        if renamed:
-            self._refresh_names(live, renamed)
-        return live
-
-    def _refresh_names(self, live: list[Allocation],
-                       renamed: list[str]) -> None:
-        """The tracker and the ledger take the names a plug found."""
-        try:
-            self._scan.refresh()
-        except exception.SysfsRootError as exc:
-            LOG.warning("Cannot rescan sysfs after a rename (%s); the "
-                        "next refresh will", exc)
-        for alloc in live:
-            if alloc.address in renamed and alloc.netdev:
-                self._tracker.set_netdev(alloc.address, alloc.netdev)
 
     # -- checks ------------------------------------------------------------
 
