@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
+from pci_passthrough.agent._port_calls import PortCalls
 from pci_passthrough.agent._services import make_services
 from pci_passthrough.agent.clock import LeaseClock, SystemClock
 from pci_passthrough.agent.gate import OperationGate
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
     from pci_passthrough.placement.client import PlacementClient
 
 
-class HostAgent:
+class HostAgent(PortCalls):
     """SR-IOV macvtap passthrough for the instances of one compute host.
+
+    The calls on one port (claim_port, plug_port, release_port,
+    binding_profile, port_slots) are PortCalls'.
 
     :param conf: a ConfigOpts on which
         :func:`pci_passthrough.config.opts.register_opts` was called
@@ -123,17 +127,25 @@ class HostAgent:
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
-              allocation: Mapping[int, str] | None = None
+              allocation: Mapping[Any, Any] | None = None,
+              provider_mapping: Mapping[str, Any] | None = None
               ) -> list[Allocation]:
         """Claim one device per port, all or nothing.
 
         Ports the instance already holds are returned as they are, so a
-        repeated call claims nothing twice.
+        repeated call claims nothing twice.  A request naming its port
+        (``port_id``) takes the slot that port holds, else the lowest
+        free one (its index is not read).
 
         :param allocation: what the scheduler allocated in Placement: per
             port index, the UUID of the PF provider its unit is on (the
-            allocation request's mappings, one request group per port).
-            Each port then takes a VF of that PF only.
+            allocation request's mappings, one request group per port);
+            or, with ``provider_mapping``, nova's allocation of the
+            instance (provider UUID -> {"resources": ...}).  Each port
+            then takes a VF of that PF only.
+        :param provider_mapping: nova's request group mapping
+            (requester id, the port's UUID, -> provider UUIDs): each
+            port's PF provider is the one of this host in its group.
         :raises ClaimConflict: a port is held with another flavor, spec,
             MAC or VLAN than this request's.
         :raises InvalidPortRequest: a VLAN the network driver cannot
@@ -144,8 +156,9 @@ class HostAgent:
             recorded.
         """
         with self._gate.instance("claim", instance_uuid):
-            return self._parts.ports.claim(instance_uuid, ports, numa_cells,
-                                     allocation=allocation)
+            return self._parts.ports.claim(
+                instance_uuid, ports, numa_cells, allocation=allocation,
+                provider_mapping=provider_mapping)
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         """Before boot: define and start the instance's networks.

@@ -7,6 +7,12 @@ from typing import Any
 
 from pci_passthrough import exception
 from pci_passthrough.agent._checks import shorten
+from pci_passthrough.agent._nova_allocation import (
+    amounts,
+    check_amounts,
+    groups,
+    provider_of,
+)
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.config.devspec import DeviceSpecList
 from pci_passthrough.config.flavors import FlavorSet
@@ -82,6 +88,11 @@ class HostPlacement:
         self._tree = (devices, tree)
         return tree
 
+    def device_tags(self, device: PciDevice) -> dict[str, str]:
+        """The tags the option device_spec gives ``device`` (none when
+        no spec matches it)."""
+        return dict(self._specs.match(device) or {})
+
     def request_groups(self, flavor: str, count: int = 1) -> list[str]:
         """The allocation candidates queries for ``count`` devices of
         ``flavor`` (see HostAgent.request_groups)."""
@@ -97,14 +108,30 @@ class HostPlacement:
         return placement_requests.flavor_classes(self._flavors)
 
     def allocated_vfs(self, instance: str, ports: Sequence[PortRequest],
-                      allocation: Mapping[int, str]
+                      allocation: Mapping[Any, Any],
+                      provider_mapping: Mapping[str, Any] | None = None
                       ) -> dict[int, frozenset[str]]:
         """Per port index, the VFs of the provider it was allocated on.
 
+        :param allocation: per port index, a provider UUID; or, with
+            ``provider_mapping``, nova's allocation of the instance
+            (provider UUID -> {"resources": {class: amount}}).
+        :param provider_mapping: nova's request group mapping
+            (RequestSpec.get_request_group_mapping(): requester id, the
+            port's UUID, -> the provider UUIDs of its request group).
         :raises AllocationMismatch: the allocation is malformed, does
             not name one provider per port, or names providers this host
             does not have (or does not know yet).
         """
+        if provider_mapping is not None:
+            allocation = self._nova_per_port(instance, ports, allocation,
+                                             provider_mapping)
+        elif isinstance(allocation, Mapping) and allocation and all(
+                isinstance(v, Mapping) for v in allocation.values()):
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason="nova's allocation (provider UUID -> resources) "
+                       "needs the request groups' provider_mapping too")
         if not isinstance(allocation, Mapping) or not all(
                 isinstance(k, int) and isinstance(v, str)
                 for k, v in allocation.items()):
@@ -123,6 +150,14 @@ class HostPlacement:
                        f"missing: {', '.join(map(str, lacking)) or 'none'}"
                        f", not requested: "
                        f"{', '.join(map(str, extra)) or 'none'}")
+        nodename, uuids = self._known(instance)
+        chosen = placement_allocation.port_providers(
+            self.tree(nodename), instance, uuids,
+            [allocation[i] for i in indexes])
+        return {i: frozenset(p.vfs)
+                for i, p in zip(indexes, chosen, strict=True)}
+
+    def _known(self, instance: str) -> tuple[str, dict[str, str]]:
         known = self._uuids
         if known is None:
             raise exception.AllocationMismatch(
@@ -130,10 +165,22 @@ class HostPlacement:
                 reason="this host does not know its Placement providers "
                        "yet (update_provider_tree or "
                        "use_placement_providers has not been called)")
-        nodename, uuids = known
-        chosen = placement_allocation.port_providers(
-            self.tree(nodename), instance, uuids,
-            [allocation[i] for i in indexes])
-        return {i: frozenset(p.vfs)
-                for i, p in zip(indexes, chosen, strict=True)}
+        return known
 
+    def _nova_per_port(self, instance: str, ports: Sequence[PortRequest],
+                       allocation: Any, provider_mapping: Any
+                       ) -> dict[int, str]:
+        """Per port index, the one provider of this host in its port's
+        request group, checked against nova's allocation."""
+        nodename, uuids = self._known(instance)
+        classes = {uuids[p.name]: p.resource_class
+                   for p in self.tree(nodename).providers
+                   if p.name in uuids}
+        allocated = amounts(instance, allocation, classes)
+        mapping = groups(instance, provider_mapping)
+        per_port: dict[int, str] = {}
+        for port in ports:
+            per_port[port.index] = provider_of(
+                instance, port, mapping, classes)
+        check_amounts(instance, per_port, allocated)
+        return per_port

@@ -11,17 +11,18 @@ nothing when it cannot.
 
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oslo_log import log as logging
 
 from pci_passthrough import exception
 from pci_passthrough.agent._checks import check_request, shown
+from pci_passthrough.agent._live_netdevs import with_live_netdevs
 from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.networks import HostNetworks
+from pci_passthrough.agent.port_slots import place
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.agent.vf_hygiene import VfHygiene
-from pci_passthrough.discovery.netdev_lookup import live_netdev
 from pci_passthrough.ledger import LeaseStart
 from pci_passthrough.model.claims import Allocation, Explanation, PortRequest
 from pci_passthrough.model.instance_id import canonical_uuid
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 # The fields of a port request a repeated claim must repeat as they are.
-_REQUEST_FIELDS = ("flavor", "spec", "mac", "vlan", "needs_netdev")
+_REQUEST_FIELDS = ("flavor", "spec", "mac", "vlan", "needs_netdev",
+                   "port_id")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,11 +85,13 @@ class Ports:
 
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
-              allocation: Mapping[int, str] | None = None
+              allocation: Mapping[Any, Any] | None = None,
+              provider_mapping: Mapping[str, Any] | None = None
               ) -> list[Allocation]:
         with self._metrics.time_claim():
             return self._networks.named(self.claim_devices(
-                instance_uuid, ports, numa_cells, allocation))
+                instance_uuid, ports, numa_cells, allocation,
+                provider_mapping=provider_mapping))
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         with self._metrics.time_plug():
@@ -104,15 +108,26 @@ class Ports:
     def claim_devices(self, instance_uuid: str,
                       ports: Sequence[PortRequest],
                       numa_cells: Collection[int] | None,
-                      allocation: Mapping[int, str] | None = None,
-                      incoming: bool = False) -> list[Allocation]:
+                      allocation: Mapping[Any, Any] | None = None,
+                      incoming: bool = False, *,
+                      provider_mapping: Mapping[str, Any] | None = None
+                      ) -> list[Allocation]:
         """Claim a device for each port the instance does not hold yet
-        (leased, when ``incoming``); the ports' claims, by index."""
+        (leased, when ``incoming``); the ports' claims, by index.
+
+        A request naming its port takes the port's slot (see
+        pci_passthrough.agent.port_slots); an incoming one keeps the slot it
+        gives, which is the source's.
+        """
         check_request(ports, numa_cells)
         self._scan.ensure()
         self._check_vlans(ports)
         held = {a.port_index: a
                 for a in self._tracker.allocations(instance_uuid)}
+        ports = place(
+            instance_uuid, ports, self._tracker.port_requests(
+                instance_uuid) if held else {},
+            {i: a.address for i, a in held.items()}, keep=incoming)
         if held:
             self._check_repeated(instance_uuid, ports, held)
         missing = [p for p in ports if p.index not in held]
@@ -120,7 +135,8 @@ class Ports:
                                 if incoming else (PortState.CLAIMED, None))
         within = None
         if allocation is not None:
-            within = self._allocated(instance_uuid, ports, allocation, held)
+            within = self._allocated(instance_uuid, ports, allocation, held,
+                                     provider_mapping)
         try:
             new = (self._tracker.claim(
                 instance_uuid, missing, numa_cells, state=state,
@@ -153,7 +169,8 @@ class Ports:
             return []
         # Every name before any step: one that cannot be read refuses
         # the whole call with nothing touched.
-        allocs = self._with_live_netdevs(instance_uuid, allocs)
+        allocs = with_live_netdevs(self._scan, self._tracker,
+                                   self._networks, instance_uuid, allocs)
         states = {a.state for a in allocs}
         # Incoming and outgoing ports keep their lease; anything else
         # becomes plugged (a mix is refused by the transition table).
@@ -229,65 +246,77 @@ class Ports:
         self._hygiene.restore_held(self._tracker.allocations(instance))
         return self._tracker.free(instance)
 
-    def _with_live_netdevs(self, instance: str, allocs: list[Allocation]
-                           ) -> list[Allocation]:
-        """The claims with their VFs' netdevs as sysfs names them now.
+    def plug_one(self, instance_uuid: str, alloc: Allocation
+                 ) -> PluggedPort:
+        """Ensure one port's network while the instance's other ports
+        are plugged (attach_interface).  A network this call made is
+        removed again when it fails.
 
-        :raises VfNetdevUnresolved: a VF's net/ does not name exactly one
-            netdev.
+        :raises VfNetdevUnresolved, NetworkDriverError:
         """
-        live = []
-        renamed = []
-        for alloc in allocs:
-            found = live_netdev(self._scan.sysfs_root, alloc.address)
-            if found.netdev is None:
-                raise exception.VfNetdevUnresolved(
-                    network=self._networks.name(instance, alloc.port_index),
-                    instance=instance, port=alloc.port_index,
-                    reason=f"the netdev of VF {alloc.address} cannot be "
-                           f"resolved: {found.problem}; nothing was "
-                           f"plugged")
-            if found.netdev != alloc.netdev:
-                LOG.warning("VF %s of instance %s port %s is netdev %s "
-                            "now, not %s as the last scan saw: plugging "
-                            "%s", alloc.address, instance,
-                            alloc.port_index, found.netdev, alloc.netdev,
-                            found.netdev)
-                renamed.append(alloc.address)
-            live.append(dataclasses.replace(alloc, netdev=found.netdev))
-        if renamed:
-            self._refresh_names(live, renamed)
-        return live
-
-    def _refresh_names(self, live: list[Allocation],
-                       renamed: list[str]) -> None:
-        """The tracker and the ledger take the names a plug found."""
+        (alloc,) = with_live_netdevs(self._scan, self._tracker,
+                                     self._networks, instance_uuid, [alloc])
+        spec = self._networks.spec(alloc)
+        fresh = alloc.state not in NETWORKED
         try:
-            self._scan.refresh()
-        except exception.SysfsRootError as exc:
-            LOG.warning("Cannot rescan sysfs after a rename (%s); the "
-                        "next refresh will", exc)
-        for alloc in live:
-            if alloc.address in renamed and alloc.netdev:
-                self._tracker.set_netdev(alloc.address, alloc.netdev)
+            if alloc.state == PortState.CLAIMED:
+                self._hygiene.journal(alloc)
+            self._networks.ensure(instance_uuid, alloc.port_index, spec)
+            xml = self._networks.call(
+                instance_uuid, alloc.port_index, spec.name,
+                self._networks.driver.interface_xml, spec.name, alloc.mac)
+            if fresh:
+                self._tracker.transition(instance_uuid, PortState.PLUGGED)
+        except BaseException as exc:
+            if fresh:
+                LOG.warning("Plugging instance %s port %s failed (%s); "
+                            "removing its network %s", instance_uuid,
+                            alloc.port_index, exc, spec.name)
+                try:
+                    self._networks.driver.delete_network(spec.name)
+                except Exception:
+                    LOG.exception("Cannot remove network %s of instance "
+                                  "%s; release the port to retry",
+                                  spec.name, instance_uuid)
+            raise
+        return PluggedPort(index=alloc.port_index, network=spec.name,
+                           address=alloc.address, netdev=spec.netdev,
+                           mac=alloc.mac, interface_xml=xml)
+
+    def unplug_one(self, instance_uuid: str, alloc: Allocation
+                   ) -> Allocation | None:
+        """Delete one port's network, restore its VF and free its
+        device (detach_interface); the claim freed.
+
+        :raises NetworkDriverError: the network could not be removed;
+            nothing was freed.
+        """
+        self._networks.delete(instance_uuid, alloc.port_index,
+                              self._networks.name(instance_uuid,
+                                                  alloc.port_index))
+        self._hygiene.restore_held([alloc])
+        return self._tracker.free_port(instance_uuid, alloc.port_index)
 
     # -- checks ------------------------------------------------------------
 
     def _allocated(self, instance: str, ports: Sequence[PortRequest],
-                   allocation: Mapping[int, str],
-                   held: Mapping[int, Allocation]
+                   allocation: Mapping[Any, Any],
+                   held: Mapping[int, Allocation],
+                   provider_mapping: Mapping[str, Any] | None
                    ) -> dict[int, frozenset[str]]:
         """Per port, the VFs of the PF Placement allocated it on; the
         ports already held must be on theirs."""
-        within = self._placement.allocated_vfs(instance, ports, allocation)
+        within = self._placement.allocated_vfs(instance, ports, allocation,
+                                               provider_mapping)
         for port in ports:
             have = held.get(port.index)
             if have is not None and have.address not in within[port.index]:
                 raise exception.AllocationMismatch(
                     instance=instance,
-                    reason=f"port {port.index} holds {have.address}, "
-                           f"which is not a VF of the provider "
-                           f"{allocation[port.index]} it was allocated on")
+                    reason=f"port {port.name} holds {have.address}, "
+                           f"which is not a VF of the provider"
+                           f"{_provider(allocation, port, provider_mapping)}"
+                           f" it was allocated on")
         return within
 
     def _check_vlans(self, ports: Sequence[PortRequest]) -> None:
@@ -313,6 +342,13 @@ class Ports:
                 old, new = getattr(have, field), getattr(port, field)
                 if old != new:
                     raise exception.ClaimConflict(
-                        instance=instance, port=port.index,
+                        instance=instance, port=port.name,
                         address=held[port.index].address, field=field,
                         held=shown(old), wanted=shown(new))
+
+
+def _provider(allocation: Mapping[Any, Any], port: PortRequest,
+              provider_mapping: Mapping[str, Any] | None) -> str:
+    """" <UUID>" of the port's provider in the old form of allocation."""
+    return "" if provider_mapping is not None else \
+        f" {allocation[port.index]}"

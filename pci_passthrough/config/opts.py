@@ -108,6 +108,18 @@ flavor_opts = [
              "(address, vendor_id, product_id, devname, device_type, "
              "dev_type, numa_policy, numa_node, name) are refused.",
     ),
+    cfg.DictOpt(
+        "physnet_flavors",
+        default={},
+        help="The PCI flavor of a macvtap port on each physical network, "
+             "as physnet:flavor pairs separated by commas (physnet1:net1,"
+             "physnet2:grp1), for ports whose nova flavor names none (its "
+             "extra specs pci_passthrough_port:flavor:<physnet> or "
+             "pci_passthrough_port:flavor). A port on a physical network "
+             "not listed asks for a device of that physical_network and "
+             "nothing else, so a device of a special group never serves "
+             "it. Each flavor must be one the option flavor defines.",
+    ),
     cfg.StrOpt(
         "state_path",
         default="/var/lib/pci_passthrough/claims.sqlite3",

@@ -47,6 +47,7 @@ _KNOWN = frozenset({
     "sysfs_root", "device_spec", "flavor", "special_attributes",
     "state_path", "network_driver", "network_name_prefix", "libvirt_uri",
     "macvtap_mode", "incoming_migration_timeout", "netdev_writes",
+    "physnet_flavors",
     # Read by the Placement reporter (pci_passthrough.placement.conf).
     "nodename"})
 
@@ -74,6 +75,9 @@ class HostSettings:
     #: Options of other installed network drivers, by name, as
     #: oslo.config typed them.
     driver_options: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+    #: Physical network -> the flavor of the macvtap ports on it.
+    physnet_flavors: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}))
 
     @property
@@ -109,6 +113,8 @@ def load_settings(conf: cfg.ConfigOpts) -> HostSettings:
         netdev_writes=check_netdev_writes(values["netdev_writes"]),
         driver_options=types.MappingProxyType(
             {k: v for k, v in values.items() if k not in _KNOWN}),
+        physnet_flavors=types.MappingProxyType(
+            check_physnet_flavors(values["physnet_flavors"], flavors)),
     )
 
 
@@ -126,6 +132,29 @@ def check_network_name_prefix(value: object) -> str:
         raise _invalid("network_name_prefix", value,
                        opts.NETWORK_NAME_PREFIX_EXPECTED)
     return value
+
+
+def check_physnet_flavors(value: object, flavors: FlavorSet
+                          ) -> dict[str, str]:
+    """``value`` when it maps physical networks to configured flavors.
+
+    :raises InvalidOption: naming the entry and what was expected.
+    """
+    if not isinstance(value, Mapping):
+        raise _invalid("physnet_flavors", value, "physnet:flavor pairs")
+    for physnet, flavor in value.items():
+        entry = f"{physnet}:{flavor}"
+        if not isinstance(physnet, str) or not physnet or \
+                len(physnet) > 255 or not physnet.isprintable():
+            raise _invalid("physnet_flavors", entry,
+                           "a physical network name of 1 to 255 "
+                           "printable characters before ':'")
+        if not isinstance(flavor, str) or flavor not in flavors.flavors:
+            known = ", ".join(sorted(flavors.flavors)) or "none"
+            raise _invalid("physnet_flavors", entry,
+                           f"a flavor the option flavor defines after "
+                           f"':' (known: {known})")
+    return dict(value)
 
 
 def check_macvtap_mode(value: object) -> str:

@@ -34,6 +34,8 @@ _UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _REQUEST_KEYS = frozenset({"flavor", "spec", "mac", "vlan",
                            "needs_netdev"})
+# A request naming its Neutron port has one key more.
+_PORT_REQUEST_KEYS = _REQUEST_KEYS | {"port_id"}
 
 
 class InvalidRow(ValueError):
@@ -125,7 +127,9 @@ def check_row(instance_uuid: Any, port_index: Any, address: Any,
 _FLAVOR_REQUEST = re.compile(
     r'\{"flavor": ("(?:[^"\\\x00-\x1f\x7f-\uffff]|\\.)*"), '
     r'"mac": (?:null|"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"), '
-    r'"needs_netdev": (?:true|false), "spec": null, '
+    r'"needs_netdev": (?:true|false), '
+    r'(?:"port_id": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+    r'[0-9a-f]{12}", )?"spec": null, '
     r'"vlan": (?:null|([1-9][0-9]{0,3}))\}\Z')
 
 
@@ -151,16 +155,19 @@ def check_request_json(text: Any, index: int, flavor: str | None) -> None:
         data = json.loads(text)
     except (ValueError, RecursionError):
         raise InvalidRow(bad) from None
-    if not isinstance(data, dict) or data.keys() != _REQUEST_KEYS or \
+    if not isinstance(data, dict) or data.keys() not in (
+                _REQUEST_KEYS, _PORT_REQUEST_KEYS) or \
             type(data["needs_netdev"]) is not bool or \
             not isinstance(data["flavor"], (str, type(None))) or \
-            not isinstance(data["spec"], (dict, type(None))):
+            not isinstance(data["spec"], (dict, type(None))) or \
+            type(data.get("port_id", "")) is not str:
         raise InvalidRow(bad)
     try:
         port = PortRequest(index=index, flavor=data["flavor"],
                            spec=data["spec"], mac=data["mac"],
                            vlan=data["vlan"],
-                           needs_netdev=data["needs_netdev"])
+                           needs_netdev=data["needs_netdev"],
+                           port_id=data.get("port_id"))
     except exception.InvalidPortRequest as exc:
         raise InvalidRow(f"{bad}: {exc}") from None
     # Exactly what PortRequest.to_json writes: no extra spacing, order or

@@ -11,19 +11,43 @@ from pci_passthrough import exception
 # What follows these in a reason names one device's holder or values.
 _REASON_DETAIL = re.compile(r" by instance |; | \(bound to |: its ")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def canonical_port_id(value: object) -> str:
+    """A Neutron port's UUID as it is kept (lower case).
+
+    :raises InvalidPortRequest: naming the value, when it is not a UUID.
+    """
+    if isinstance(value, str) and _UUID.match(value.lower()):
+        return value.lower()
+    shown = repr(value) if len(repr(value)) <= 60 else \
+        repr(value)[:57] + "..."
+    raise exception.InvalidPortRequest(
+        port=shown, reason="a port id is a UUID such as "
+                           "3f2a9c2e-7d4b-4c1e-9a55-0c7a2e1f5b6d")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PortRequest:
     """One guest port's request: a flavor name or an inline spec.
 
-    :param index: the port's index on the instance (names its network).
+    :param index: the port's slot on the instance (names its network).
+        A request naming ``port_id`` is given its slot by
+        HostAgent.claim() and claim_port() (the slot the port holds
+        already, else the lowest one free on the instance), and this
+        value is not read there; prepare_incoming_migration() keeps it,
+        since the destination's networks must have the source's names.
     :param flavor: a configured flavor name.
     :param spec: an inline spec, an anonymous flavor under the same rules.
     :param mac: the guest MAC address of the port.
     :param vlan: a VLAN id, carried in the port's network.
     :param needs_netdev: the port backs a macvtap interface, so it needs a
         VF with a netdev (not on vfio-pci, not driverless).
+    :param port_id: the Neutron port's UUID (nova's ``vif['id']``), by
+        which HostAgent's per-port calls find the port; stored in lower
+        case.
     """
 
     index: int
@@ -32,6 +56,7 @@ class PortRequest:
     mac: str | None = None
     vlan: int | None = None
     needs_netdev: bool = True
+    port_id: str | None = None
 
     def __post_init__(self) -> None:
         def bad(reason: str) -> exception.InvalidPortRequest:
@@ -55,12 +80,19 @@ class PortRequest:
             raise bad(f"VLAN {self.vlan!r} is not from 1 to 4094")
         if self.spec is not None:
             object.__setattr__(self, "spec", dict(self.spec))
+        if self.port_id is not None:
+            object.__setattr__(self, "port_id",
+                               canonical_port_id(self.port_id))
 
     def to_json(self) -> str:
-        return json.dumps({"flavor": self.flavor, "spec": self.spec,
-                           "mac": self.mac, "vlan": self.vlan,
-                           "needs_netdev": self.needs_netdev},
-                          sort_keys=True)
+        data: dict[str, Any] = {
+            "flavor": self.flavor, "spec": self.spec, "mac": self.mac,
+            "vlan": self.vlan, "needs_netdev": self.needs_netdev}
+        # Written only when set: a request without one keeps the JSON
+        # every earlier version wrote and reads.
+        if self.port_id is not None:
+            data["port_id"] = self.port_id
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, index: int, text: str) -> "PortRequest":
@@ -68,7 +100,14 @@ class PortRequest:
         return cls(index=index, flavor=data.get("flavor"),
                    spec=data.get("spec"), mac=data.get("mac"),
                    vlan=data.get("vlan"),
-                   needs_netdev=data.get("needs_netdev", True))
+                   needs_netdev=data.get("needs_netdev", True),
+                   port_id=data.get("port_id"))
+
+    @property
+    def name(self) -> str:
+        """The port as messages name it: its UUID, else its slot."""
+        return self.port_id if self.port_id is not None else str(
+            self.index)
 
     @property
     def label(self) -> str:
@@ -94,6 +133,8 @@ class Allocation:
     vanished: bool = False
     #: The port's network name, filled in by HostAgent.
     network: str | None = None
+    #: The Neutron port's UUID, when the port was claimed with one.
+    port_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -209,6 +209,16 @@ class HostTracker:
         """Free everything the instance holds; idempotent."""
         return self._transitions.free(instance_uuid)
 
+    def free_port(self, instance_uuid: str, port_index: int
+                  ) -> Allocation | None:
+        """Free the device one port of the instance holds, all or
+        nothing; the claim freed, None when the port held nothing.
+
+        :raises InvalidStateTransition: the port's state may not be
+            released; nothing changed.
+        """
+        return self._transitions.free_port(instance_uuid, port_index)
+
     def records(self) -> list[LedgerRecord]:
         """The ledger's records: who holds which device."""
         with self._synced():

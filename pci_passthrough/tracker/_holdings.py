@@ -91,7 +91,7 @@ class Holdings:
             netdev=dev.netdev if dev else rec.netdev,
             flavor=rec.flavor, state=rec.state, mac=port.mac,
             vlan=port.vlan, parent_addr=dev.parent_addr if dev else None,
-            vanished=dev is None)
+            vanished=dev is None, port_id=port.port_id)
 
     def allocations(self, instance_uuid: str | None = None
                     ) -> list[Allocation]:

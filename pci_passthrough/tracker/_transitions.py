@@ -142,6 +142,33 @@ class Transitions:
                          ", ".join(r.address for r in gone))
             return freed
 
+    def free_port(self, instance_uuid: str, port_index: int
+                  ) -> Allocation | None:
+        """See HostTracker.free_port."""
+        instance = canonical_uuid(instance_uuid)
+        with self._lock:
+            with self._ledger.transaction() as txn:
+                self._index.sync(txn.records, txn.journals)
+                mine = self._holdings.of_instance(instance)
+                gone = [r for r in mine if r.port_index == port_index]
+                if not gone:
+                    return None
+                check_transition(instance, port_index, gone[0].state,
+                                 PortState.RELEASED)
+                lease = txn.leases().get(instance)
+                # The transaction writes the instance's rows but the
+                # port's back as they were, in one commit: a crash
+                # leaves all of them or the port freed.
+                txn.remove_instance(instance)
+                kept = [r for r in mine if r.port_index != port_index]
+                txn.add(kept)
+                if kept and lease is not None:
+                    txn.set_lease(instance, lease)
+            self._index.unhold(gone[0].address)
+            LOG.info("Instance %s port %s freed %s", instance, port_index,
+                     gone[0].address)
+            return self._holdings.allocation(gone[0])
+
     def set_netdev(self, address: str, netdev: str) -> None:
         """See HostTracker.set_netdev."""
         with self._lock:

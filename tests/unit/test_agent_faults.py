@@ -270,6 +270,7 @@ def test_reconcile_touches_only_names_that_parse_whole(tmp_path):
 # -- a closed agent ----------------------------------------------------------
 
 INST = "4f1a2b3c-0000-4000-8000-00000000abcd"
+PORT_ID = "9e1c07a4-55b1-4e0b-8d0e-2f6a3c1d7b10"
 CALLS = {
     "start": lambda a: a.start(),
     "refresh": lambda a: a.refresh(),
@@ -302,6 +303,13 @@ CALLS = {
     "use_placement_providers": lambda a: a.use_placement_providers("n", {}),
     "provider_tree": lambda a: a.provider_tree("n"),
     "request_groups": lambda a: a.request_groups("net1"),
+    # One port, by its Neutron UUID
+    "claim_port": lambda a: a.claim_port(INST, PortRequest(
+        0, flavor="net1", port_id=PORT_ID)),
+    "plug_port": lambda a: a.plug_port(INST, PORT_ID),
+    "release_port": lambda a: a.release_port(INST, PORT_ID),
+    "binding_profile": lambda a: a.binding_profile(INST, PORT_ID),
+    "port_slots": lambda a: a.port_slots(INST),
 }
 
 
