@@ -118,6 +118,13 @@ class FieldRegex:
                 self._cache[text] = cached
         return cached
 
+    @property
+    def cached_results(self) -> int:
+        """How many field values' results are kept: at most
+        ``MAX_CACHED``, whatever the host's devices, which bounds the
+        memory one device_spec pattern takes."""
+        return len(self._cache)
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, FieldRegex)
                 and other.pattern == self.pattern)

@@ -127,7 +127,7 @@ def test_results_are_cached_per_field_value_and_bounded():
     regex = FieldRegex("[0-9a-f]{2}")
     for n in range(5000):
         regex.match(f"{n:x}")
-    assert len(regex._cache) == 4096
+    assert regex.cached_results == 4096
 
 
 def test_equality_follows_the_pattern():
