@@ -156,15 +156,20 @@ def test_two_simulated_hosts_are_independent(tmp_path):
 
 
 def test_a_closed_connection_is_reopened_once(tmp_path):
-    # A driver that opens its own connection; closing it for real between
-    # calls is what a restarted daemon does to a client.
-    drv = LibvirtMacvtapDriver(make_conf(libvirt_test_uri(
-        tmp_path / "host.xml")))
+    # The host process closes the connection it shared between calls, as
+    # a restarted daemon does to a client: the driver goes on with one of
+    # its own.
+    uri = libvirt_test_uri(tmp_path / "host.xml")
+    shared = libvirt.open(uri)
+    drv = LibvirtMacvtapDriver(make_conf(uri), connection=shared)
     drv.ensure_network(NetworkSpec(NAME, "ens1f0v1"))
-    drv._connection().close()
+    assert netdev_of(shared, NAME) == ["ens1f0v1"]
+    shared.close()
     # Each open of a test:///ABS/PATH host starts from the file, so the
-    # reopened connection has no network and the step defines it again.
+    # reopened connection has no network and the step defines it again;
+    # the next call keeps that connection and finds it there.
     assert drv.ensure_network(NetworkSpec(NAME, "ens1f0v1")) is True
+    assert drv.ensure_network(NetworkSpec(NAME, "ens1f0v1")) is False
     assert set(drv.list_networks("pcipt-")) == {NAME}
     drv.close()
 
@@ -280,35 +285,50 @@ def test_an_operation_error_is_not_a_connection_loss(code, domain):
     assert not connection_lost(libvirt_error(code, domain))
 
 
-class FaultOnLookup(LibvirtMacvtapDriver):
-    """The real driver; its first network lookup raises ``error``."""
+class FaultOnListing:
+    """A libvirt connection whose first network listing raises ``error``
+    (what a daemon going away mid-call does), the real one otherwise."""
 
-    def __init__(self, conf, connection, error):
-        super().__init__(conf, connection=connection)
+    def __init__(self, conn, error):
+        self._conn = conn
         self.error = error
 
-    def _lookup(self, conn, name):
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def listAllNetworks(self, flags):
         error, self.error = self.error, None
         if error is not None:
             raise error
-        return super()._lookup(conn, name)
+        return self._conn.listAllNetworks(flags)
+
+
+def uses(drv, conn) -> bool:
+    """Does ``drv`` work on ``conn``: is a network it defines there?"""
+    drv.ensure_network(NetworkSpec(NAME, "ens1f0v2"))
+    try:
+        conn.networkLookupByName(NAME)
+    except libvirt.libvirtError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("code,domain", LOST + NOT_LOST)
 def test_a_borrowed_connection_is_kept_unless_lost_and_never_closed(
         conn, code, domain):
-    drv = FaultOnLookup(make_conf(conn.getURI()), conn,
-                        libvirt_error(code, domain))
+    drv = LibvirtMacvtapDriver(
+        make_conf(conn.getURI()),
+        connection=FaultOnListing(conn, libvirt_error(code, domain)))
     lost = (code, domain) in LOST
     if lost:
         # Reconnected on its own connection and retried once.
-        assert drv.delete_network(NAME) is False
-        assert drv._conn is not conn
+        assert drv.list_networks("pcipt-") == {}
+        assert not uses(drv, conn)
     else:
         with pytest.raises(exception.NetworkOperationFailed,
                            match=f"libvirt error code {code}"):
-            drv.delete_network(NAME)
-        assert drv._conn is conn
+            drv.list_networks("pcipt-")
+        assert uses(drv, conn)
     drv.close()
     # The host process's connection is still open and usable.
     assert conn.isAlive() == 1
