@@ -3,8 +3,8 @@ plugin exceptions wrapped, repeated claims that differ, VLANs the forward
 mode cannot carry, reconcile leaving other networks alone, a closed agent,
 and per-instance locks that do not pile up.
 
-Faults are produced by a real LibvirtMacvtapDriver subclass that fails at
-a chosen step on libvirt's test driver, not by mocks."""
+Faults are produced by the real LibvirtMacvtapDriver on a connection to
+libvirt's test driver that fails at a chosen step, not by mocks."""
 
 import logging
 import re
@@ -30,34 +30,50 @@ class Boom(Exception):
     """What a third-party plugin might raise: not a library error."""
 
 
-class FailingDriver(LibvirtMacvtapDriver):
-    """The real driver, failing at one step for one network.
+class FailingConnection:
+    """A real libvirt connection, failing at one step for one network.
 
     :param step: "define" (after the network is defined), "create"
         (after it is started) or "autostart" (after autostart is set).
     """
 
-    def __init__(self, conf, connection, network=None, step="create",
-                 error=None):
-        super().__init__(conf, connection=connection)
+    def __init__(self, conn, network=None, step="create", error=None):
+        self._conn = conn
         self.fail_network = network
         self.fail_step = step
         self.error = error or Boom("plugin failed")
 
-    def _fail(self, step, name):
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def fail(self, step, name):
         if step == self.fail_step and name == self.fail_network:
             raise self.error
 
-    def _define(self, conn, xml):
-        net = super()._define(conn, xml)
-        self._fail("define", etree.fromstring(xml).findtext("name"))
+    def networkDefineXMLFlags(self, xml, flags):
+        net = FailingNetwork(self._conn.networkDefineXMLFlags(xml, flags),
+                             self)
+        self.fail("define", net.name())
         return net
 
-    def _start(self, net):
-        net.create()
-        self._fail("create", net.name())
-        net.setAutostart(1)
-        self._fail("autostart", net.name())
+
+class FailingNetwork:
+    """A network defined through a FailingConnection."""
+
+    def __init__(self, net, conn):
+        self._net = net
+        self._conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def create(self):
+        self._net.create()
+        self._conn.fail("create", self._net.name())
+
+    def setAutostart(self, autostart):
+        self._net.setAutostart(autostart)
+        self._conn.fail("autostart", self._net.name())
 
 
 class Host(AgentHost):
@@ -68,7 +84,8 @@ class Host(AgentHost):
         self.prefix = prefix
 
     def failing(self, **kwargs):
-        return self.new_agent(FailingDriver(self.conf, self.conn, **kwargs))
+        return self.new_agent(LibvirtMacvtapDriver(
+            self.conf, FailingConnection(self.conn, **kwargs)))
 
     def networks(self):
         return sorted(n.name() for n in self.conn.listAllNetworks(0)
