@@ -1,7 +1,8 @@
 """The availability index holds, in each pool, exactly the members the
 chain's state filter passes, whatever claims, frees, journals, rescans
-and another process's commits did; device_states and the pool counts
-say the same."""
+and another process's commits did: claims find every device explain
+says serves, the pool counts hold no other, and device_states says the
+same."""
 
 import contextlib
 import uuid
@@ -16,7 +17,7 @@ from pci_passthrough.fixtures import sysfs_tree as st
 from pci_passthrough.hygiene import NetdevState, VfState, to_json
 from pci_passthrough.ledger import Ledger
 from pci_passthrough.model.claims import PortRequest
-from pci_passthrough.tracker import HostTracker, filters
+from pci_passthrough.tracker import HostTracker
 
 SPECS = ('{"vendor_id": "8086", "physical_network": "physnet1"}',)
 FLAVORS = ('{"name": "vf", "vendor_id": "8086"}',
@@ -36,17 +37,27 @@ JOURNAL = to_json(NetdevState(
 
 def assert_index_follows_the_state_filter(tracker: HostTracker) -> None:
     states = tracker.device_states()  # also takes another's commits
-    counts = {c.pf: c for c in tracker.pool_counts()}
-    facts = tracker._facts
+    # Each device serves its own kind's flavor exactly when the chain's
+    # state filter passes it: the verdicts are the filter's.
+    served = {}
+    for flavor in ("vf", "pf"):
+        verdicts = tracker.explain(flavor, needs_netdev=False).devices
+        served[flavor] = [v.address for v in verdicts if v.match]
+        for v in verdicts:
+            its_kind = (v.address in PFS) == (flavor == "pf")
+            assert v.match == (its_kind
+                               and states[v.address] == "available"), (
+                flavor, v)
+        # Claims pick from the index alone: it misses none of them.
+        if served[flavor]:
+            assert tracker.explain(flavor, count=len(served[flavor]),
+                                   needs_netdev=False).satisfiable
+    # And holds no other VF: the pool counts read its members.
     free_vfs = dict.fromkeys(PFS, 0)
-    for address, entry in tracker._inventory.entries.items():
-        dropped = filters.state_drop(entry.device, facts)
-        indexed = address in entry.pool.free
-        assert indexed == (dropped is None), (address, dropped)
-        assert (states[address] == "available") == indexed
-        if indexed and entry.device.parent_addr:
-            free_vfs[entry.device.parent_addr] += 1
-    assert {pf: c.free for pf, c in counts.items()} == free_vfs
+    for address in served["vf"]:
+        parent = tracker.device(address).parent_addr
+        free_vfs[parent] += 1
+    assert {c.pf: c.free for c in tracker.pool_counts()} == free_vfs
 
 
 def set_link(tree: st.BuiltTree, pf: str, state: str) -> None:
