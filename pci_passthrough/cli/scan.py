@@ -8,7 +8,7 @@ from typing import Any
 from oslo_config import cfg
 
 from pci_passthrough.cli import output
-from pci_passthrough.config import devspec, opts
+from pci_passthrough.config import devspec, opts, settings
 from pci_passthrough.discovery import sysfs_scan
 from pci_passthrough.model.device import PciDevice, ScanResult
 
@@ -77,9 +77,10 @@ def scan_report(result: ScanResult,
 def run(conf: cfg.ConfigOpts) -> int:
     # Validate the configuration before touching sysfs: a bad spec is an
     # error, never a partially applied configuration.
-    specs = devspec.parse_device_specs(conf.pci_passthrough.device_spec)
-    result = sysfs_scan.scan(sysfs_root(conf))
-    report = scan_report(result, specs)
+    host = settings.load_settings(conf)
+    root: str | None = getattr(conf.command, "sysfs_root", None)
+    result = sysfs_scan.scan(root or host.sysfs_root)
+    report = scan_report(result, host.device_specs)
     if conf.command.format == "json":
         output.print_json(report)
     else:

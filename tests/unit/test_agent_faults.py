@@ -76,6 +76,11 @@ class FailingNetwork:
         self._conn.fail("autostart", self._net.name())
 
 
+def failing_driver(conf, conn, **kwargs):
+    """The real driver on ``conn`` failing as FailingConnection says."""
+    return LibvirtMacvtapDriver(conf, FailingConnection(conn, **kwargs))
+
+
 class Host(AgentHost):
     def __init__(self, workdir, mode="passthrough", prefix="pcipt-"):
         super().__init__(workdir, LAYOUT, device_specs=SPECS,
@@ -84,8 +89,8 @@ class Host(AgentHost):
         self.prefix = prefix
 
     def failing(self, **kwargs):
-        return self.new_agent(LibvirtMacvtapDriver(
-            self.conf, FailingConnection(self.conn, **kwargs)))
+        return self.new_agent(failing_driver(self.conf, self.conn,
+                                             **kwargs))
 
     def networks(self):
         return sorted(n.name() for n in self.conn.listAllNetworks(0)

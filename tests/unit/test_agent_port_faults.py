@@ -7,7 +7,7 @@ step catches (KeyboardInterrupt) raised where the process would die."""
 import uuid
 
 import pytest
-from test_agent_faults import Boom, FailingDriver
+from test_agent_faults import Boom, failing_driver
 
 from pci_passthrough import PortRequest, exception
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
@@ -47,7 +47,7 @@ def attached(agent, inst, n=2):
 @pytest.mark.parametrize("step", ["define", "create", "autostart"])
 def test_a_failed_plug_port_removes_only_its_network(host, step):
     inst = new_uuid()
-    agent = host.new_agent(FailingDriver(
+    agent = host.new_agent(failing_driver(
         host.conf, host.conn, network=f"{PREFIX}{inst}-2", step=step))
     ids = attached(agent, inst)
     new = str(uuid.uuid4())
