@@ -74,6 +74,12 @@ class Leases:
             return ran_out
         return [inst for inst in ran_out if self._domain_gone(inst)]
 
+    def overdue(self) -> list[str]:
+        """Incoming migrations whose lease ran out but is kept: their
+        domain exists here, or the network driver cannot tell."""
+        return [inst for inst in self._ran_out(PortState.INCOMING)
+                if not self._domain_gone(inst)]
+
     def _ran_out(self, state: PortState) -> list[str]:
         by_instance: dict[str, set[str]] = {}
         for alloc in self._tracker.allocations():

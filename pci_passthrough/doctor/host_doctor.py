@@ -10,7 +10,10 @@ from oslo_log import log as logging
 from pci_passthrough.doctor import host_checks
 from pci_passthrough.doctor.host_parts import Leases, Networks, Placement
 from pci_passthrough.doctor.host_repairs import HostRepairs
-from pci_passthrough.doctor.lease_clock_checks import lease_clock_findings
+from pci_passthrough.doctor.lease_clock_checks import (
+    lease_clock_findings,
+    lease_overdue_findings,
+)
 from pci_passthrough.doctor.report import (
     PLACEMENT_KINDS,
     DoctorReport,
@@ -84,8 +87,9 @@ class HostDoctor:
         """The host checks' findings, now."""
         prefix = self._networks.prefix
         driver = self._networks.driver
-        ahead = lease_clock_findings(self._leases)
-        return ahead + host_checks.examine(host_checks.HostState(
+        leases = (lease_clock_findings(self._leases)
+                  + lease_overdue_findings(self._leases))
+        return leases + host_checks.examine(host_checks.HostState(
             prefix=prefix, sysfs_root=self._sysfs_root,
             allocations=tuple(self._tracker.allocations()),
             expired_incoming=tuple(self._leases.expired(PortState.INCOMING)),

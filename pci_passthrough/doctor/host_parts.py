@@ -46,6 +46,10 @@ class Leases(Protocol):
         """Instances whose ports are all in ``state`` and whose lease
         ran out."""
 
+    def overdue(self) -> list[str]:
+        """Incoming migrations whose lease ran out but is kept (their
+        domain exists here, or cannot be told)."""
+
     def expire(self, instance: str) -> bool:
         """End an expired incoming migration; False when it was
         confirmed or ended meanwhile."""

@@ -34,6 +34,9 @@ class FindingKind(enum.StrEnum):
     VF_NOT_RESTORED = "vf-not-restored"
     #: An incoming migration's lease ran out unconfirmed.
     LEASE_EXPIRED = "lease-expired"
+    #: An incoming migration's lease ran out unconfirmed, but its domain
+    #: exists here or the network driver cannot tell: it is kept.
+    LEASE_OVERDUE = "lease-overdue"
     #: An outgoing migration neither completed nor aborted in time.
     STALE_OUTGOING = "stale-outgoing"
     #: A migration lease starts ahead of the wall clock (stepped back

@@ -161,7 +161,11 @@ def test_a_lease_whose_domain_exists_never_ends(host, paused):
     host.clock.now += 10 * TIMEOUT
     host.clock.step(HOURS_2)
     assert host.agent.refresh().expired_leases == ()
-    assert host.agent.doctor(fix=True).findings == ()
+    # Kept, and said: nova neither confirmed nor aborted the migration.
+    (overdue,) = host.agent.doctor(fix=True).findings
+    assert overdue.kind is FindingKind.LEASE_OVERDUE
+    assert not overdue.fixable and not overdue.fixed
+    assert "domain exists here" in overdue.problem
     assert host.states() == [PortState.INCOMING] * 2
     host.restart()
     assert host.report.expired_leases == ()
@@ -183,7 +187,8 @@ def test_doctor_fix_does_not_free_a_lease_ahead_whose_domain_exists(host):
     assert fixed.kind is FindingKind.LEASE_AHEAD and fixed.fixed
     host.clock.now += 10 * TIMEOUT
     assert host.agent.refresh().expired_leases == ()
-    assert host.agent.doctor(fix=True).findings == ()
+    assert kinds(host.agent.doctor(fix=True)) == [
+        (FindingKind.LEASE_OVERDUE, f"instance {INST}")]
     assert host.states() == [PortState.INCOMING] * 2
     host.agent.complete_incoming_migration(INST)
     assert host.states() == [PortState.PLUGGED] * 2
@@ -237,5 +242,9 @@ def test_a_driver_that_cannot_tell_keeps_the_lease_until_aborted(host):
     assert agent.refresh().expired_leases == ()
     assert [a.state for a in agent.allocations(INST)] == [
         PortState.INCOMING] * 2
+    # Kept, and said.
+    assert kinds(agent.doctor(fix=True)) == [
+        (FindingKind.LEASE_OVERDUE, f"instance {INST}")]
     agent.abort_incoming_migration(INST)
     assert agent.allocations(INST) == []
+    assert agent.doctor().findings == ()
