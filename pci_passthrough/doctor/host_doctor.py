@@ -18,7 +18,6 @@ from pci_passthrough.doctor.report import (
     PLACEMENT_KINDS,
     DoctorReport,
     Finding,
-    FindingKind,
 )
 from pci_passthrough.hygiene.access import NetdevAccess
 from pci_passthrough.model.states import PortState
@@ -125,10 +124,6 @@ class HostDoctor:
 
         local = [self._repairs.repair(f) for f in findings
                  if f.kind not in PLACEMENT_KINDS]
-        if any(f.kind is FindingKind.DRIFTED_NETWORK for f in local):
-            # A VF held back by a repair (journalled while free) leaves
-            # this process's pools only with a scan.
-            self._rescan()
         remote = [f for f in findings if f.kind in PLACEMENT_KINDS]
         if client is None:
             return local + remote

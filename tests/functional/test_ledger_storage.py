@@ -20,6 +20,14 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from ledger_locked import (
+    LOSING_ADVICE,
+    NOBODY,
+    as_nobody,
+    reads,
+    refused_for_permission,
+)
+from veth_netns import require_root
 
 from pci_passthrough import exception
 from pci_passthrough.ledger import CLAIMED, Ledger, LedgerRecord
@@ -33,18 +41,6 @@ PAGE = 4096
 SIZE = 256 * 1024
 FREE_KIB = range(0, 204, 4)
 CLAIMS = 40
-NOBODY = 65534
-LOSING_ADVICE = "move it away"
-
-
-def _require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    text = "ledger storage faults need root (tmpfs and bind mounts)"
-    if os.environ.get("PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL") == "1":
-        pytest.fail(text + " (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)",
-                    pytrace=False)
-    pytest.skip(text)
 
 
 def _run(*args: str) -> None:
@@ -65,7 +61,7 @@ def _umount(where: str) -> None:
 def base() -> Iterator[str]:
     """A folder that nobody may enter: /tmp, not pytest's folders
     (which only root may enter)."""
-    _require_root()
+    require_root("ledger storage faults", "tmpfs and bind mounts")
     folder = tempfile.mkdtemp(prefix="pcipt-ledgerfs-")
     os.chmod(folder, 0o755)
     yield folder
@@ -283,43 +279,6 @@ def test_a_tmpfs_remounted_read_only_keeps_its_claims(base):
 
 # -- a folder its user cannot write -------------------------------------
 
-def as_nobody(fn, *args) -> int:
-    """Run fn(*args) in a forked child as uid nobody; its exit code."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            code = fn(*args)
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-def _refused_for_permission(path: str, *phrases: str) -> int:
-    try:
-        Ledger(path).close()
-    except exception.LedgerPermissionDenied as exc:
-        text = str(exc)
-        if path in text and LOSING_ADVICE not in text and all(
-                p in text for p in phrases):
-            return 0
-        print(text)
-        return 3
-    except Exception as exc:
-        print(f"{type(exc).__name__}: {exc}")
-        return 4
-    return 2
-
-
-def _reads(path: str, count: int) -> int:
-    with Ledger(path, readonly=True) as ledger:
-        return 0 if len(ledger.records()) == count else 2
-
-
 @pytest.fixture
 def locked(base) -> str:
     """A folder nobody can enter and read but not write."""
@@ -331,7 +290,7 @@ def locked(base) -> str:
 
 def test_no_ledger_is_created_in_a_folder_its_user_cannot_write(locked):
     path = os.path.join(locked, "claims.db")
-    assert as_nobody(_refused_for_permission, path,
+    assert as_nobody(refused_for_permission, path,
                      f"uid {NOBODY}", "nothing was created",
                      "fix their ownership") == 0
     assert os.listdir(locked) == []
@@ -347,9 +306,9 @@ def test_a_ledger_in_a_folder_its_user_cannot_write(locked):
     os.chown(path, NOBODY, NOBODY)
     os.chmod(locked, 0o555)
     before = sorted(os.listdir(locked))
-    assert as_nobody(_refused_for_permission, path, locked,
+    assert as_nobody(refused_for_permission, path, locked,
                      f"uid {NOBODY}") == 0
-    assert as_nobody(_reads, path, 1) == 0
+    assert as_nobody(reads, path, 1) == 0
     assert sorted(os.listdir(locked)) == before
     assert held(path) == [instance(0)]
 
@@ -361,6 +320,6 @@ def test_a_ledger_its_user_cannot_write(base):
     with Ledger(path) as ledger:
         claim(ledger, 0)
     os.chown(folder, NOBODY, NOBODY)
-    assert as_nobody(_refused_for_permission, path, "fix their") == 0
-    assert as_nobody(_reads, path, 1) == 0
+    assert as_nobody(refused_for_permission, path, "fix their") == 0
+    assert as_nobody(reads, path, 1) == 0
     assert held(path) == [instance(0)]

@@ -12,12 +12,13 @@ from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2 import netns as pyroute2_netns
 
 
-def require_root(what: str) -> None:
+def require_root(what: str, needs: str = "network namespaces, veth"
+                 ) -> None:
     """Skip with the reason without root; fail instead under CI
     (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)."""
     if os.geteuid() == 0:
         return
-    text = f"{what} need root (network namespaces, veth)"
+    text = f"{what} need root ({needs})"
     if os.environ.get("PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL") == "1":
         pytest.fail(text + " (PCI_PASSTHROUGH_REQUIRE_FUNCTIONAL=1)",
                     pytrace=False)

@@ -139,7 +139,7 @@ def test_former_names_renamed_through_a_reshape(tmp_path) -> None:
     """As the resource tracker drives it at start: the first call, with
     no allocations, asks for a reshape, leaving nothing nova would take
     for its own PCI providers; the second moves every unit."""
-    translator = pytest.importorskip("nova.compute.pci_placement_translator")
+    from nova.compute import pci_placement_translator as translator
     pt, root = nova_tree()
     tree = host_tree(tmp_path)
     former = former_providers(pt, tree)

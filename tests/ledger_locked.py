@@ -1,10 +1,17 @@
 """A folder that a child process can read but not write, for the
-ledger tests of folders its user cannot write."""
+ledger tests of folders and files its user cannot write (both tiers),
+and what that child checks."""
 
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from pci_passthrough import exception
+from pci_passthrough.ledger import Ledger
+
+#: Advice that would lose claims: no storage fault may give it.
+LOSING_ADVICE = "move it away"
 
 NOBODY = 65534
 
@@ -44,3 +51,28 @@ def lock(folder: str) -> None:
     folders are not nobody's already."""
     if os.geteuid() != 0:
         os.chmod(folder, 0o555)
+
+
+def refused_for_permission(path: str, *phrases: str) -> int:
+    """In the child: 0 when opening the ledger at ``path`` is refused
+    for permission, naming it, with every phrase and no losing advice;
+    else a code (and the message printed)."""
+    try:
+        Ledger(path).close()
+    except exception.LedgerPermissionDenied as exc:
+        text = str(exc)
+        if path in text and LOSING_ADVICE not in text and all(
+                phrase in text for phrase in phrases):
+            return 0
+        print(text)
+        return 3
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+        return 4
+    return 2
+
+
+def reads(path: str, count: int) -> int:
+    """In the child: 0 when the ledger still reads ``count`` claims."""
+    with Ledger(path, readonly=True) as ledger:
+        return 0 if len(ledger.records()) == count else 2
