@@ -165,7 +165,8 @@ def _doctor(client: PlacementClient, tree: ProviderTree,
         "traits": sorted(set(body["traits"]) - set(dropped))})
     out.write(f"By hand: trait {', '.join(dropped)} removed from "
               f"{provider.name}.\n")
-    findings = audit(tree, [], observe(client, tree.nodename))
+    findings = audit(tree, [], observe(
+        client, tree.nodename, names=[p.name for p in tree.providers]))
     for found in findings:
         out.write(f"Doctor finds {found.kind.value} {found.subject}: "
                   f"{found.problem}\n")

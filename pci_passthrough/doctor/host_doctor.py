@@ -112,9 +112,11 @@ class HostDoctor:
 
         nodename = self._placement.default_nodename()
         records = self._tracker.records()
+        tree = self._placement.tree(nodename)
         observed = observe(client, nodename,
-                           {r.instance_uuid for r in records})
-        return audit(self._placement.tree(nodename), records, observed)
+                           {r.instance_uuid for r in records},
+                           names=[p.name for p in tree.providers])
+        return audit(tree, records, observed)
 
     def repair_all(self, findings: list[Finding],
                    client: "PlacementClient | None") -> list[Finding]:

@@ -28,7 +28,7 @@ from pci_passthrough.doctor.report import Finding, FindingKind
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.client import PlacementClient
-from pci_passthrough.placement.names_taken import NameTaken
+from pci_passthrough.placement.names_taken import NameTaken, name_holder
 from pci_passthrough.placement.tree import (
     PciProvider,
     ProviderTree,
@@ -83,9 +83,12 @@ def _q(value: str) -> str:
 
 
 def observe(client: PlacementClient, nodename: str,
-            known: Iterable[str] = ()) -> Observed:
+            known: Iterable[str] = (),
+            names: Iterable[str] = ()) -> Observed:
     """Read the host's providers, their inventories, traits and
-    allocations, and the type of each consumer not in ``known``.
+    allocations, the type of each consumer not in ``known``, and who
+    holds each of the provider ``names`` (the host's tree's) that the
+    host's tree in Placement lacks.
 
     :raises PlacementUnavailable: Placement does not answer.
     :raises PlacementRequestFailed: it refuses a read, or answers in a
@@ -106,14 +109,14 @@ def observe(client: PlacementClient, nodename: str,
                 continue
             providers[_text(rp["name"])] = _provider(client, rp, uuid)
         # Names are unique: one the host's tree lacks may be held in
-        # another tree, which sync cannot fix.  Placement filters names
-        # only exactly, and the host's names are not known here.
-        path = "/resource_providers"
-        elsewhere = {
-            _text(rp["name"]): NameTaken.from_listed(rp["name"], rp)
-            for rp in client.get(path).body["resource_providers"]
-            if _text(rp["name"]).startswith(f"{nodename}_")
-            and rp["root_provider_uuid"] != root}
+        # another tree, which sync cannot fix.  One exact lookup per
+        # missing name, never a listing of the whole fleet.
+        elsewhere = {}
+        for name in sorted(set(names) - set(providers)):
+            path = f"/resource_providers?name={_q(name)}"
+            holder = name_holder(client, name, root)
+            if holder is not None:
+                elsewhere[name] = holder
         known = set(known)
         types: dict[str, str | None] = {}
         for provider in providers.values():

@@ -46,7 +46,9 @@ def repair(client: PlacementClient, tree: ProviderTree,
             uuids = Reporter(client).sync(
                 tree, records, traits, classes,
                 create_root=False, ledger=ledger).provider_uuids
-        after = audit(tree, records, observe(client, tree.nodename, known))
+        after = audit(tree, records, observe(
+            client, tree.nodename, known,
+            names=[p.name for p in tree.providers]))
     except exception.PciPassthroughError as exc:
         why = f"placement sync failed: {exc}"
         return PlacementRepair(tuple(

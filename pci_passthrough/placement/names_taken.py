@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from pci_passthrough import exception
 from pci_passthrough.placement.client import PlacementClient
 
 
@@ -24,8 +25,8 @@ class NameTaken:
     def from_listed(cls, name: str, rp: Mapping[str, Any]) -> "NameTaken":
         """From the holder as GET /resource_providers lists it."""
         parent = rp.get("parent_provider_uuid")
-        return cls(name, str(rp["uuid"]), str(rp["root_provider_uuid"]),
-                   None if parent is None else str(parent))
+        return cls(name, _text(rp["uuid"]), _text(rp["root_provider_uuid"]),
+                   None if parent is None else _text(parent))
 
     @property
     def problem(self) -> str:
@@ -48,13 +49,28 @@ class NameTaken:
         return f"provider {self.name}: {self.problem}; {self.advice}"
 
 
+def _text(value: object) -> str:
+    """A UUID as Placement lists it: a short string, else ValueError."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ValueError(f"{value!r:.60} is not a provider UUID")
+    return value
+
+
 def name_holder(client: PlacementClient, name: str,
                 root: str) -> NameTaken | None:
     """Who holds provider ``name`` outside the tree of ``root``; None
-    when nobody does (the name is free, or in that tree)."""
-    found = client.get("/resource_providers?name="
-                       + urllib.parse.quote(name, safe="")).body
-    for rp in found["resource_providers"]:
-        if rp["root_provider_uuid"] != root:
-            return NameTaken.from_listed(name, rp)
+    when nobody does (the name is free, or in that tree).
+
+    :raises PlacementRequestFailed: the answer is not Placement's.
+    """
+    path = "/resource_providers?name=" + urllib.parse.quote(name, safe="")
+    try:
+        for rp in client.get(path).body["resource_providers"]:
+            if rp["root_provider_uuid"] != root:
+                return NameTaken.from_listed(name, rp)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise exception.PlacementRequestFailed(
+            method="GET", path=path, status=200,
+            detail=f"an answer not in Placement's format "
+                   f"({type(exc).__name__}: {exc})") from None
     return None

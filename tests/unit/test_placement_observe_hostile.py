@@ -36,6 +36,10 @@ TREE = ProviderTree("cmp1", (PciProvider(
     frozenset({"CUSTOM_PCIPT_SRIOV_VF"}), ("0000:3b:02.0",)),))
 
 
+#: The host's provider names: one in its tree, one a stranger holds.
+NAMES = ("cmp1_0000:3B:00.0", "cmp1_0000:5E:00.0")
+
+
 def placement_like() -> dict[str, Any]:
     """What a real Placement answers for host cmp1 with one child."""
     return {
@@ -43,11 +47,8 @@ def placement_like() -> dict[str, Any]:
         "tree": {"resource_providers": [
             {"uuid": ROOT, "name": "cmp1"},
             {"uuid": CHILD, "name": "cmp1_0000:3B:00.0"}]},
-        "all": {"resource_providers": [
-            {"uuid": ROOT, "name": "cmp1", "root_provider_uuid": ROOT,
-             "parent_provider_uuid": None},
-            {"uuid": CHILD, "name": "cmp1_0000:3B:00.0",
-             "root_provider_uuid": ROOT, "parent_provider_uuid": ROOT},
+        # GET /resource_providers?name=cmp1_0000:5E:00.0: a stranger.
+        "holder": {"resource_providers": [
             {"uuid": STRANGER, "name": "cmp1_0000:5E:00.0",
              "root_provider_uuid": STRANGER,
              "parent_provider_uuid": None}]},
@@ -64,14 +65,14 @@ def placement_like() -> dict[str, Any]:
 
 
 def route(path: str) -> str:
-    if path.startswith("/resource_providers?name="):
+    if path == "/resource_providers?name=cmp1":
         return "name"
+    if path.startswith("/resource_providers?name="):
+        return "holder"
     if path.startswith("/resource_providers?in_tree="):
         return "tree"
     if path.startswith("/allocations/"):
         return "consumer"
-    if path == "/resource_providers":
-        return "all"
     return path.rsplit("/", 1)[-1]
 
 
@@ -121,7 +122,7 @@ def serve(server, answers: dict[str, Any]) -> None:
 
 def test_a_well_formed_answer_is_read(server, client) -> None:
     serve(server, placement_like())
-    observed = observe(client, "cmp1")
+    observed = observe(client, "cmp1", names=NAMES)
     assert observed.root_uuid == ROOT
     (child,) = observed.providers.values()
     assert child.owned and child.allocations == {STRANGER: {"CUSTOM_X": 1}}
@@ -188,7 +189,7 @@ def test_any_answer_is_read_or_refused_naming_the_call(
         server, client, answers) -> None:
     serve(server, answers)
     try:
-        observed = observe(client, "cmp1")
+        observed = observe(client, "cmp1", names=NAMES)
     except (exception.PlacementRequestFailed,
             exception.PlacementUnavailable) as exc:
         assert "/resource_providers" in str(exc) or \

@@ -119,7 +119,8 @@ def doctor_fix_sync(conf, client):
     view = host_view(conf)
     known = {r.instance_uuid for r in view.records}
     audit(view.tree, view.records,
-          observe(client, view.tree.nodename, known))
+          observe(client, view.tree.nodename, known,
+                  names=[p.name for p in view.tree.providers]))
     Reporter(client).sync(
         view.tree, view.records, requests.flavor_traits(view.flavors),
         requests.flavor_classes(view.flavors), create_root=False,
