@@ -116,6 +116,21 @@ class LedgerTransaction:
         self.forget_lease(instance_uuid)
         return gone
 
+    def remove_port(self, instance_uuid: str, port_index: int
+                    ) -> list[LedgerRecord]:
+        """Delete one port's claim; the instance's migration lease too
+        when it was the last."""
+        where = "WHERE instance_uuid = ? AND port_index = ?"
+        gone = self._rows.records(self._conn, where,
+                                  (instance_uuid, port_index))
+        self._conn.execute(f"DELETE FROM claims {where}",
+                           (instance_uuid, port_index))
+        if not self._conn.execute(
+                "SELECT 1 FROM claims WHERE instance_uuid = ? LIMIT 1",
+                (instance_uuid,)).fetchone():
+            self.forget_lease(instance_uuid)
+        return gone
+
     def set_netdev(self, address: str, netdev: str | None) -> int:
         """The netdev name recorded for a held device (udev renamed
         it)."""

@@ -155,15 +155,7 @@ class Transitions:
                     return None
                 check_transition(instance, port_index, gone[0].state,
                                  PortState.RELEASED)
-                lease = txn.leases().get(instance)
-                # The transaction writes the instance's rows but the
-                # port's back as they were, in one commit: a crash
-                # leaves all of them or the port freed.
-                txn.remove_instance(instance)
-                kept = [r for r in mine if r.port_index != port_index]
-                txn.add(kept)
-                if kept and lease is not None:
-                    txn.set_lease(instance, lease)
+                txn.remove_port(instance, port_index)
             self._index.unhold(gone[0].address)
             LOG.info("Instance %s port %s freed %s", instance, port_index,
                      gone[0].address)

@@ -117,16 +117,16 @@ def test_a_crash_inside_the_free_leaves_every_claim(host, monkeypatch):
     agent = host.new_agent()
     ids = attached(agent, inst, n=3)
     before = agent.allocations(inst)
-    add = LedgerTransaction.add
+    remove_port = LedgerTransaction.remove_port
 
-    def dying_add(self, records):
-        add(self, records[:1])  # part of the rows rewritten, then death
+    def dying_remove_port(self, *args):
+        remove_port(self, *args)  # the row deleted, then death
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(LedgerTransaction, "add", dying_add)
+    monkeypatch.setattr(LedgerTransaction, "remove_port", dying_remove_port)
     with pytest.raises(KeyboardInterrupt):
         agent.release_port(inst, ids[1])
-    monkeypatch.setattr(LedgerTransaction, "add", add)
+    monkeypatch.setattr(LedgerTransaction, "remove_port", remove_port)
     agent.close()
     # The transaction was rolled back whole: the ledger holds the three
     # claims as they were (their network of port 1 is restored at start).

@@ -13,6 +13,7 @@ from pci_passthrough.ledger import (
     CLAIMED,
     PLUGGED,
     SCHEMA_VERSION,
+    LeaseStart,
     Ledger,
     LedgerRecord,
 )
@@ -54,6 +55,26 @@ def test_set_state_and_remove(tmp_path):
             assert [r.address for r in txn.remove_instance(OTHER)] == [
                 "0000:3b:02.1"]
         assert ledger.records() == []
+
+
+def test_remove_port_keeps_the_other_ports_and_the_lease_until_the_last(
+        tmp_path):
+    started = LeaseStart(1_000_000.0)
+    with Ledger(tmp_path / "l.db") as ledger:
+        with ledger.transaction() as txn:
+            txn.add([rec("0000:3b:02.0"), rec("0000:3b:02.1", port=1),
+                     rec("0000:3b:02.2", OTHER)])
+            txn.set_lease(INST, started)
+            assert [r.address for r in txn.remove_port(INST, 1)] == [
+                "0000:3b:02.1"]
+            assert txn.remove_port(INST, 1) == []
+            assert txn.leases() == {INST: started}
+        assert [r.address for r in ledger.records()] == [
+            "0000:3b:02.0", "0000:3b:02.2"]
+        with ledger.transaction() as txn:
+            txn.remove_port(INST, 0)
+            assert txn.leases() == {}
+        assert [r.instance_uuid for r in ledger.records()] == [OTHER]
 
 
 def test_an_address_is_held_once_and_a_failed_add_keeps_nothing(tmp_path):
