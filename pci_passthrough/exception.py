@@ -120,6 +120,11 @@ class AgentClosed(PciPassthroughError):
                "HostAgent.")
 
 
+class PluginNotStarted(PciPassthroughError):
+    msg_fmt = ("SriovPlugin.%(method)s: the plugin has no agent (its "
+               "init_host has not run, or cleanup_host has).")
+
+
 # --- networks and the libvirt driver -------------------------------------
 
 class InvalidNetdevName(PciPassthroughError):

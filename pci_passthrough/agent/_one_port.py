@@ -11,17 +11,19 @@ of the instance the ports move together and one port is not changed
 alone.
 """
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pci_passthrough import exception
 from pci_passthrough.agent._binding_profile import binding_profile
+from pci_passthrough.agent._checks import shown
 from pci_passthrough.agent.host_placement import HostPlacement
 from pci_passthrough.agent.networks import HostNetworks
 from pci_passthrough.agent.port_slots import find
 from pci_passthrough.agent.ports import PluggedPort, Ports
 from pci_passthrough.model.claims import Allocation, PortRequest
-from pci_passthrough.model.states import PortState
+from pci_passthrough.model.states import NETWORKED, PortState
 from pci_passthrough.tracker import HostTracker
 
 if TYPE_CHECKING:
@@ -74,6 +76,28 @@ class OnePort:
             # ports are plugged together, as plug() plugs them.
             plugged = self._ports.plug_networks(instance_uuid)
         return next(p for p in plugged if p.index == alloc.port_index)
+
+    def bind(self, instance_uuid: str, port_id: str, mac: str | None,
+             vlan: int | None) -> Allocation:
+        allocs = self._tracker.allocations(instance_uuid)
+        alloc = self._held(instance_uuid, port_id, allocs)
+        held = self._tracker.port_requests(instance_uuid)[alloc.port_index]
+        # Checked as a claim's request is (MAC form, VLAN range).
+        wanted = dataclasses.replace(held, mac=mac, vlan=vlan)
+        if (held.mac, held.vlan) == (wanted.mac, wanted.vlan):
+            return self._networks.named([alloc])[0]
+        if alloc.state in NETWORKED:
+            # Its network carries the old VLAN, maybe under a running
+            # guest: a new binding is a new claim.
+            field = "mac" if held.mac != wanted.mac else "vlan"
+            raise exception.ClaimConflict(
+                instance=instance_uuid, port=port_id,
+                address=alloc.address, field=field,
+                held=shown(getattr(held, field)),
+                wanted=shown(getattr(wanted, field)))
+        self._ports.check_vlans([wanted])
+        return self._networks.named(
+            [self._tracker.set_request(instance_uuid, wanted)])[0]
 
     def release(self, instance_uuid: str, port_id: str
                 ) -> Allocation | None:

@@ -15,7 +15,8 @@ from pci_passthrough.model.claims import Allocation, PortRequest
 
 
 class PortCalls:
-    """attach_interface, detach_interface and the binding profile."""
+    """attach_interface, detach_interface, Neutron's binding and the
+    binding profile."""
 
     _gate: OperationGate
     _parts: Services
@@ -63,6 +64,25 @@ class PortCalls:
         """
         with self._gate.instance("plug_port", instance_uuid):
             return self._one_port.plug(instance_uuid, port_id)
+
+    def bind_port(self, instance_uuid: str, port_id: str, *,
+                  mac: str | None, vlan: int | None) -> Allocation:
+        """Record the MAC and VLAN Neutron bound a claimed port with.
+
+        nova claims a port's VF before Neutron binds the port (the
+        binding needs the VF: binding_profile()), so a claim made from
+        nova's PCI request knows neither; plugging uses what this
+        records.  Repeating what the claim holds changes nothing.
+
+        :param vlan: None for an untagged port.
+        :raises InvalidPortRequest: the port holds no claim here, or a
+            MAC or VLAN that is malformed or cannot be carried; nothing
+            changed.
+        :raises ClaimConflict: the port's network is defined already
+            with other values; release the port to claim it anew.
+        """
+        with self._gate.instance("bind_port", instance_uuid):
+            return self._one_port.bind(instance_uuid, port_id, mac, vlan)
 
     def release_port(self, instance_uuid: str, port_id: str
                      ) -> Allocation | None:

@@ -121,7 +121,7 @@ class Ports:
         """
         check_request(ports, numa_cells)
         self._scan.ensure()
-        self._check_vlans(ports)
+        self.check_vlans(ports)
         held = {a.port_index: a
                 for a in self._tracker.allocations(instance_uuid)}
         ports = place(
@@ -319,7 +319,7 @@ class Ports:
                            f" it was allocated on")
         return within
 
-    def _check_vlans(self, ports: Sequence[PortRequest]) -> None:
+    def check_vlans(self, ports: Sequence[PortRequest]) -> None:
         """A VLAN the driver cannot carry is refused before anything is
         recorded (libvirt would refuse it only when the network starts)."""
         for port in ports:

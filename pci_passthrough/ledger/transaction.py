@@ -131,6 +131,15 @@ class LedgerTransaction:
             self.forget_lease(instance_uuid)
         return gone
 
+    def set_request(self, instance_uuid: str, port_index: int,
+                    request: str) -> int:
+        """Replace the request one port was claimed with (its JSON);
+        how many rows changed."""
+        cur = self._conn.execute(
+            "UPDATE claims SET request = ? WHERE instance_uuid = ? AND "
+            "port_index = ?", (request, instance_uuid, port_index))
+        return cur.rowcount
+
     def set_netdev(self, address: str, netdev: str | None) -> int:
         """The netdev name recorded for a held device (udev renamed
         it)."""

@@ -41,7 +41,7 @@ refused rather than given an untrusted VF.
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from oslo_config import cfg
 
@@ -85,6 +85,17 @@ def is_ours(vif: Any) -> bool:
     """Whether the library serves this VIF (a macvtap port)."""
     return isinstance(vif, Mapping) and \
         vif.get("vnic_type") == VNIC_TYPE_MACVTAP
+
+
+def port_id_of(vif: Any) -> str:
+    """The VIF's port UUID, canonical.
+
+    :raises InvalidPortRequest: it has none.
+    """
+    if not isinstance(vif, Mapping):
+        raise exception.InvalidPortRequest(
+            port="-", reason=f"a VIF is a dict, not {_shown(vif)}")
+    return canonical_port_id(vif.get("id"))
 
 
 def port_requests(network_info: Any, instance: Any, policy: PortPolicy,
@@ -141,6 +152,45 @@ def port_request(vif: Any, instance: Any, policy: PortPolicy,
 
     physnet = _physnet(vif, bad)
     trusted = _trusted(_mapping(vif, "profile", bad), bad)
+    return _request(port_id, physnet, trusted, instance, policy, bad,
+                    slot=slot, mac=vif.get("address"),
+                    vlan=_vlan(_mapping(vif, "details", bad), bad))
+
+
+def pci_port_request(pci_request: Any, instance: Any, policy: PortPolicy
+                     ) -> PortRequest:
+    """The request of a macvtap port from the PCI request nova made for
+    it (network.neutron.API.create_resource_requests: ``requester_id``
+    the port's UUID, ``spec`` one dict with ``physical_network`` and,
+    when the port asks, ``trusted``): what nova's resource claim has,
+    before Neutron binds the port.  Its MAC and VLAN are not known
+    yet: HostAgent.bind_port() records them once Neutron has bound it.
+
+    :raises InvalidPortRequest: naming the port.
+    """
+    port_id = canonical_port_id(getattr(pci_request, "requester_id", None))
+
+    def bad(reason: str) -> exception.InvalidPortRequest:
+        return exception.InvalidPortRequest(port=port_id, reason=reason)
+
+    specs = getattr(pci_request, "spec", None)
+    if isinstance(specs, (str, bytes, Mapping)) or \
+            not isinstance(specs, Sequence) or len(specs) != 1 or \
+            not isinstance(specs[0], Mapping):
+        raise bad(f"its PCI request's spec {_shown(specs)} is not one "
+                  f"dict")
+    spec = specs[0]
+    physnet = spec.get("physical_network")
+    if not _is_physnet(physnet):
+        raise bad(f"its PCI request names no physical network "
+                  f"({_shown(physnet)})")
+    return _request(port_id, physnet, _trusted(spec, bad), instance,
+                    policy, bad)
+
+
+def _request(port_id: str, physnet: str, trusted: bool, instance: Any,
+             policy: PortPolicy, bad: Any, *, slot: int = 0,
+             mac: Any = None, vlan: int | None = None) -> PortRequest:
     flavor, source = _named_flavor(instance, physnet, policy, bad)
     spec: dict[str, str] | None = None
     if flavor is None:
@@ -153,10 +203,8 @@ def port_request(vif: Any, instance: Any, policy: PortPolicy,
                   f"flavor {flavor!r} ({source}) does not require "
                   f"trusted=true")
     try:
-        return PortRequest(
-            index=slot, flavor=flavor, spec=spec, mac=vif.get("address"),
-            vlan=_vlan(_mapping(vif, "details", bad), bad),
-            port_id=port_id)
+        return PortRequest(index=slot, flavor=flavor, spec=spec, mac=mac,
+                           vlan=vlan, port_id=port_id)
     except exception.InvalidPortRequest as exc:
         raise bad(_reason(exc)) from None
 
@@ -181,13 +229,17 @@ def _physnet(vif: Mapping[str, Any], bad: Any) -> str:
     meta = network.get("meta")
     physnet = meta.get("physical_network") if isinstance(
         meta, Mapping) else None
-    if not isinstance(physnet, str) or not physnet or \
-            not physnet.isprintable() or len(physnet) > 255:
+    if not _is_physnet(physnet):
         raise bad(f"its network has no physical network "
                   f"(network['meta']['physical_network'] is "
                   f"{_shown(physnet)}); a macvtap port needs a flat or "
                   f"VLAN network")
     return physnet
+
+
+def _is_physnet(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value) and \
+        value.isprintable() and len(value) <= 255
 
 
 def _trusted(profile: Mapping[str, Any], bad: Any) -> bool:

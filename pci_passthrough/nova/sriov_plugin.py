@@ -4,18 +4,34 @@ The fork loads it through stevedore, as the entry point
 ``pci_passthrough`` of the namespace ``nova.virt.libvirt.sriov_plugin``
 (the fork's ``[sriov_plugin]`` options), constructs it with
 nova-compute's configuration and calls it where its libvirt driver
-handles the host's life cycle and reports its resources. The plugin
-keeps the host's HostAgent.
+handles the host's life cycle, reports its resources and serves the
+macvtap ports of its instances. The plugin keeps the host's HostAgent.
+
+A macvtap port's life, as the fork calls the plugin:
+
+1. ``claim_instance`` at nova's resource claim, from the PCI requests
+   nova made for the ports (their UUIDs, physical networks and trusted):
+   a VF per port, all or nothing;
+2. ``binding_profile`` for each port as nova binds it in Neutron: the
+   VF the library claimed, so Neutron and the guest name the same VF;
+3. ``network_name`` as the driver writes the guest's interface: a
+   ``type='network'`` interface on the port's own network;
+4. ``plug_vifs`` before the guest starts: the MAC and VLAN Neutron bound
+   the ports with are recorded and the networks defined and started;
+5. ``release_instance`` once nova frees the instance's resources.
 """
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.config import opts
+from pci_passthrough.nova import ports as nova_ports
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +48,7 @@ class SriovPlugin:
         opts.register_opts(conf)
         self._conf = conf
         self._agent: HostAgent | None = None
+        self._policy: nova_ports.PortPolicy | None = None
 
     @property
     def agent(self) -> HostAgent | None:
@@ -52,6 +69,7 @@ class SriovPlugin:
             agent.close()
             raise
         self._agent = agent
+        self._policy = nova_ports.PortPolicy.from_conf(self._conf)
         LOG.info("SR-IOV ports of host %s: %d devices, %d claims, %d "
                  "networks repaired, %d scan errors", host, report.devices,
                  report.allocations, len(report.actions),
@@ -61,6 +79,7 @@ class SriovPlugin:
         """As the compute service stops: close the agent (its ledger and
         its libvirt connection)."""
         agent, self._agent = self._agent, None
+        self._policy = None
         if agent is not None:
             LOG.info("Closing the SR-IOV port agent of host %s", host)
             agent.close()
@@ -92,3 +111,99 @@ class SriovPlugin:
         for former, name in update.renamed:
             LOG.info("SR-IOV provider %s of node %s is now %s", former,
                      nodename, name)
+
+    # -- an instance's macvtap ports ---------------------------------------
+
+    def serves(self, vif: Any) -> bool:
+        """Whether the port is the plugin's (a macvtap port)."""
+        return nova_ports.is_ours(vif)
+
+    def claim_instance(self, instance: Any, pci_requests: Sequence[Any],
+                       nodename: str) -> list[str]:
+        """At nova's resource claim: a VF for each port nova's PCI
+        requests name, all or nothing (a claim repeated claims nothing
+        twice); the VFs' addresses, in the requests' order.
+
+        :param pci_requests: the instance's PCI requests of the plugin's
+            ports (``InstancePCIRequest``: ``requester_id`` the port's
+            UUID, ``spec`` its physical network and trusted).
+        :raises nova.exception.ComputeResourcesUnavailable: this host
+            cannot serve the ports (nova reschedules); nothing is
+            claimed.
+        """
+        agent, policy = self._started("claim_instance")
+        try:
+            requests = [nova_ports.pci_port_request(r, instance, policy)
+                        for r in pci_requests]
+            claims = agent.claim(instance.uuid, requests)
+        except (exception.ClaimFailed, exception.ClaimConflict,
+                exception.InvalidPortRequest,
+                exception.AllocationMismatch) as exc:
+            nova_exception = importlib.import_module("nova.exception")
+            raise nova_exception.ComputeResourcesUnavailable(
+                reason=f"SR-IOV ports on node {nodename}: {exc}") from exc
+        by_port = {c.port_id: c.address for c in claims}
+        return [by_port[r.port_id] for r in requests]
+
+    def binding_profile(self, instance: Any, port_id: str
+                        ) -> dict[str, Any]:
+        """The binding profile's VF fields of a claimed port (pci_slot,
+        pci_vendor_info, physical_network, pf_mac_address, vf_num), as
+        nova writes them from a device it claimed."""
+        agent, _ = self._started("binding_profile")
+        return agent.binding_profile(instance.uuid, port_id)
+
+    def network_name(self, instance: Any, vif: Any) -> str:
+        """The libvirt network the guest's interface for this VIF names
+        (``<interface type='network'><source network=...>``).
+
+        :raises InvalidPortRequest: the port holds no claim here.
+        """
+        agent, _ = self._started("network_name")
+        slots = agent.port_slots(instance.uuid)
+        port_id = nova_ports.port_id_of(vif)
+        if port_id not in slots:
+            raise exception.InvalidPortRequest(
+                port=port_id, reason=f"instance {instance.uuid} holds no "
+                                     f"claim for it here")
+        return agent.network_name(instance.uuid, slots[port_id])
+
+    def plug_vifs(self, instance: Any, network_info: Any) -> None:
+        """Before the guest starts (spawn, hard reboot): record the MAC
+        and VLAN Neutron bound each port with, then define and start
+        the instance's networks.  Idempotent.
+
+        :raises NetworkDriverError: a network could not be made; those
+            this call made are removed again.
+        """
+        agent, policy = self._started("plug_vifs")
+        for request in nova_ports.port_requests(network_info, instance,
+                                                policy):
+            assert request.port_id is not None
+            agent.bind_port(instance.uuid, request.port_id,
+                            mac=request.mac, vlan=request.vlan)
+        agent.plug(instance.uuid)
+
+    def release_instance(self, instance: Any) -> None:
+        """As nova frees the instance's resources (deleted, or its
+        claim aborted): delete its networks, restore its VFs and free
+        them.  Nothing to do for an instance holding nothing here."""
+        agent, _ = self._started("release_instance")
+        freed = agent.release(instance.uuid)
+        if freed:
+            LOG.info("Instance %s freed %s", instance.uuid,
+                     ", ".join(a.address for a in freed))
+
+    def update_available_resource(self, nodename: str) -> None:
+        """From nova's periodic resource update: rescan the host and
+        reconcile what changed (HostAgent.refresh())."""
+        agent = self._agent
+        if agent is not None:
+            agent.refresh()
+
+    def _started(self, call: str
+                 ) -> tuple[HostAgent, nova_ports.PortPolicy]:
+        agent, policy = self._agent, self._policy
+        if agent is None or policy is None:
+            raise exception.PluginNotStarted(method=call)
+        return agent, policy

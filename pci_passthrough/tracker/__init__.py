@@ -235,6 +235,16 @@ class HostTracker:
         with self._synced():
             return self._holdings.port_requests(instance_uuid)
 
+    def set_request(self, instance_uuid: str, request: PortRequest
+                    ) -> Allocation:
+        """Replace the request the port in ``request.index`` was claimed
+        with, the device kept; the claim as it is now.
+
+        :raises InvalidPortRequest: the port holds nothing; nothing
+            changed.
+        """
+        return self._transitions.set_request(instance_uuid, request)
+
     def set_netdev(self, address: str, netdev: str) -> None:
         """Record the name udev gave the held device's netdev."""
         self._transitions.set_netdev(address, netdev)

@@ -161,6 +161,27 @@ class Transitions:
                      gone[0].address)
             return self._holdings.allocation(gone[0])
 
+    def set_request(self, instance_uuid: str, request: PortRequest
+                    ) -> Allocation:
+        """See HostTracker.set_request."""
+        instance = canonical_uuid(instance_uuid)
+        with self._lock:
+            with self._ledger.transaction() as txn:
+                self._index.sync(txn.records, txn.journals)
+                mine = [r for r in self._holdings.of_instance(instance)
+                        if r.port_index == request.index]
+                if not mine:
+                    raise exception.InvalidPortRequest(
+                        port=request.name,
+                        reason=f"instance {instance} holds no claim for "
+                               f"it here")
+                (rec,) = mine
+                text = request.to_json()
+                txn.set_request(instance, request.index, text)
+            rec = dataclasses.replace(rec, request=text)
+            self._holdings.held[rec.address] = rec
+            return self._holdings.allocation(rec)
+
     def set_netdev(self, address: str, netdev: str) -> None:
         """See HostTracker.set_netdev."""
         with self._lock:

@@ -17,6 +17,7 @@ from pci_passthrough.nova.ports import (
     FLAVOR_EXTRA_SPEC,
     PortPolicy,
     is_ours,
+    pci_port_request,
     port_request,
     port_requests,
 )
@@ -159,6 +160,45 @@ def test_a_vif_without_a_port_id_is_refused():
         port_requests({"id": PORT}, instance(), POLICY)
 
 
+def pci_request(port_id=PORT, **spec):
+    """An InstancePCIRequest as nova-api makes it for a port
+    (create_resource_requests)."""
+    return types.SimpleNamespace(
+        requester_id=port_id, count=1, request_id=str(uuid.uuid4()),
+        spec=[{"physical_network": "physnet1", "remote_managed": "False",
+               **spec}])
+
+
+def test_nova_pci_request_asks_what_the_vif_asks_without_mac_and_vlan():
+    req = pci_port_request(pci_request(), instance(), POLICY)
+    assert req == PortRequest(0, spec={"physical_network": "physnet1"},
+                              port_id=PORT)
+    # nova writes trusted as str(bool).
+    trusted = pci_port_request(pci_request(trusted="True"),
+                               instance(**{FLAVOR_EXTRA_SPEC: "trusty"}),
+                               POLICY)
+    assert trusted.flavor == "trusty"
+    assert pci_port_request(pci_request(trusted="False"), instance(),
+                            POLICY).spec == {"physical_network": "physnet1"}
+    named = pci_port_request(
+        pci_request(), instance(**{f"{FLAVOR_EXTRA_SPEC}:physnet1": "grp1"}),
+        POLICY)
+    assert (named.flavor, named.spec) == ("grp1", None)
+
+
+@pytest.mark.parametrize("request_,reason", [
+    (pci_request(port_id=None), "a port id is a UUID"),
+    (pci_request(physical_network=None), "names no physical network"),
+    (types.SimpleNamespace(requester_id=PORT, spec=[]), "is not one dict"),
+    (types.SimpleNamespace(requester_id=PORT, spec="x"), "is not one dict"),
+    (pci_request(trusted="maybe"), "trusted 'maybe' is not a boolean"),
+])
+def test_malformed_pci_requests_are_refused_naming_the_port(request_,
+                                                            reason):
+    with pytest.raises(exception.InvalidPortRequest, match=reason):
+        pci_port_request(request_, instance(), POLICY)
+
+
 # -- hostile input ------------------------------------------------------------
 
 JSONISH = st.recursive(
@@ -212,6 +252,39 @@ def test_any_vif_gives_a_request_none_or_an_error_naming_it(data, specs):
         assert len(text) < 600
         return
     assert req.port_id == PORT
+    assert (req.flavor is None) != (req.spec is None)
+    if req.flavor is None:
+        assert req.spec["physical_network"] == "physnet1"
+
+
+PCI_SPECS = st.lists(
+    st.fixed_dictionaries({}, optional={
+        "physical_network": st.just("physnet1") | JSONISH,
+        "trusted": st.sampled_from(["True", "False"]) | JSONISH,
+        "remote_managed": st.just("False")}) | JSONISH, max_size=2) | JSONISH
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([PORT, PORT.upper()]) | JSONISH, PCI_SPECS,
+       EXTRA_SPECS)
+def test_any_pci_request_gives_a_request_or_an_error_naming_it(
+        port_id, spec, specs):
+    inst = types.SimpleNamespace(
+        uuid=str(uuid.uuid4()),
+        flavor=types.SimpleNamespace(extra_specs=specs))
+    request_ = types.SimpleNamespace(requester_id=port_id, spec=spec)
+    try:
+        req = pci_port_request(request_, inst, POLICY)
+    except exception.InvalidPortRequest as exc:
+        text = str(exc)
+        assert text.startswith("Invalid request for port ")
+        if isinstance(port_id, str) and port_id.lower() == PORT:
+            assert text.startswith(f"Invalid request for port {PORT}: ")
+        assert len(text) < 600
+        return
+    assert req.port_id == PORT
+    assert (req.mac, req.vlan) == (None, None)
     assert (req.flavor is None) != (req.spec is None)
     if req.flavor is None:
         assert req.spec["physical_network"] == "physnet1"
