@@ -35,7 +35,9 @@ from pci_passthrough.nova.sriov_plugin import SriovPlugin
 
 CONF = conf.CONF
 
-PHYSNET = "physnet4"
+#: The physical network of the Neutron fixture's macvtap ports
+#: (its network_2).
+PHYSNET = "physnet2"
 DEVICE_SPEC = (
     f'{{"vendor_id": "8086", "physical_network": "{PHYSNET}"}}')
 FLAVOR = (
@@ -63,6 +65,8 @@ class SriovPluginTestBase(base.ServersTestBase):
                    group="pci_passthrough")
         self.host_dirs = {}
         self.trees = {}
+        #: Each host's libvirt URI (the library's networks).
+        self.libvirt_uris = {}
         self._workdir = self.useFixture(fixtures.TempDir()).path
 
     def start_compute(self, hostname="compute1", *args, **kwargs):
@@ -75,11 +79,12 @@ class SriovPluginTestBase(base.ServersTestBase):
             self.trees[hostname] = sysfs_tree.build_tree(
                 os.path.join(host_dir, "sys"), LAYOUTS[hostname])
             self.host_dirs[hostname] = host_dir
+        self.libvirt_uris[hostname] = libvirt_test_uri(
+            os.path.join(host_dir, "libvirt.xml"))
         self.flags(
             sysfs_root=os.path.join(host_dir, "sys"),
             state_path=os.path.join(host_dir, "claims.sqlite3"),
-            libvirt_uri=libvirt_test_uri(
-                os.path.join(host_dir, "libvirt.xml")),
+            libvirt_uri=self.libvirt_uris[hostname],
             group="pci_passthrough")
         hostname = super().start_compute(hostname, *args, **kwargs)
         plugin = self.plugin(hostname)
@@ -88,7 +93,7 @@ class SriovPluginTestBase(base.ServersTestBase):
         return hostname
 
     def plugin(self, hostname):
-        plugin = self.computes[hostname].driver._sriov_plugin
+        plugin = self.computes[hostname].driver.sriov_plugin
         self.assertIsInstance(plugin, SriovPlugin)
         return plugin
 

@@ -310,6 +310,12 @@ class HostAgent(PortCalls):
         ``netdev_access`` parameter, or the default it chose)."""
         return self._parts.netdevs
 
+    @property
+    def network_driver(self) -> NetworkDriver:
+        """The driver that keeps this agent's networks (its
+        ``network_driver`` parameter, or the one the option names)."""
+        return self._parts.networks.driver
+
     def vf_journals(self) -> dict[str, NetdevState]:
         """The VF netdev states journalled before a plug and not
         restored yet, by device address: such a VF is not handed out

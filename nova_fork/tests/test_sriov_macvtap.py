@@ -1,0 +1,195 @@
+"""Macvtap ports served by the library, through nova's own API.
+
+nova-api makes a PCI request for each macvtap port, as for any SR-IOV
+port, and the fork tags it as the plugin's: nova's PCI tracker and the
+scheduler's PCI filter pass it over, and the resource tracker's claim
+hands it to the plugin, which claims a VF of its host (the library's
+ledger) or refuses the host, and nova reschedules.  The Neutron binding
+profile of each port is the library's VF; the guest's interface is
+``type='network'`` on the port's own libvirt network, which the plugin
+defines before the guest starts, holding the VF's netdev and the VLAN
+Neutron bound the port with.  Deleting the server frees everything.
+
+The computes have no PCI device of nova's: every VF here is the
+library's (``[pci] device_spec`` is empty).
+"""
+
+import copy
+import uuid
+
+from lxml import etree
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional.libvirt import (
+    test_pci_sriov_servers,
+    test_sriov_plugin,
+)
+
+PORTS_VLAN = 100
+
+
+class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
+                       test_pci_sriov_servers._PCIServersTestBase):
+    ADMIN_API = True
+    microversion = "latest"
+    #: No PCI device is nova's.
+    PCI_DEVICE_SPEC = []
+    PCI_ALIAS = []
+
+    def setUp(self):
+        super().setUp()
+        # The fixture's macvtap ports are on network_2 (physnet2, VLAN
+        # 100), which the fixture does not hold by default.
+        neutron = self.neutron
+        neutron._networks[neutron.network_2["id"]] = neutron.network_2
+        neutron._subnets[neutron.subnet_2["id"]] = neutron.subnet_2
+        for port in (neutron.macvtap_port, neutron.macvtap_port2):
+            neutron._ports[port["id"]] = copy.deepcopy(port)
+
+    # -- helpers -----------------------------------------------------------
+
+    def new_port(self):
+        """Another macvtap port of network_2, as Neutron would make it."""
+        port = copy.deepcopy(self.neutron.macvtap_port)
+        port["id"] = str(uuid.uuid4())
+        number = len(self.neutron._ports)
+        port["mac_address"] = f"52:54:00:1e:{number // 256:02x}:" \
+                              f"{number % 256:02x}"
+        port["fixed_ips"] = [dict(port["fixed_ips"][0],
+                                  ip_address=f"192.168.13.{10 + number}")]
+        self.neutron._ports[port["id"]] = port
+        return port["id"]
+
+    def boot(self, ports, expected_state="ACTIVE"):
+        return self._create_server(
+            networks=[{"port": p} for p in ports],
+            expected_state=expected_state)
+
+    def domain_interfaces(self, hostname, server):
+        """The guest's interfaces as its domain XML has them: (type,
+        source network, MAC)."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        dom = conn.lookupByUUIDString(server["id"])
+        root = etree.fromstring(dom.XMLDesc(0))
+        return [(i.get("type"), i.find("source").get("network"),
+                 i.find("mac").get("address"))
+                for i in root.findall("devices/interface")]
+
+    def networks(self, hostname):
+        """The library's networks on the host's libvirt: name -> (netdev,
+        VLAN).  Read through the agent's own connection: a test driver
+        URI naming a file gives each connection a state of its own."""
+        specs = self.agent(hostname).network_driver.list_networks("pcipt-")
+        return {name: (spec.netdev, spec.vlan)
+                for name, spec in specs.items()}
+
+    def vendor_info(self, hostname, address):
+        """"vendor:product" of a device, read from the host's sysfs
+        tree."""
+        path = self.trees[hostname].devices[address].path
+        return ":".join(
+            (path / name).read_text().strip().removeprefix("0x")
+            for name in ("vendor", "device"))
+
+    def profile(self, port_id):
+        return self.neutron.show_port(port_id)["port"]["binding:profile"]
+
+    # -- tests -------------------------------------------------------------
+
+    def test_boot_with_two_ports_on_the_librarys_vfs(self):
+        self.start_compute("compute1")
+        agent = self.agent("compute1")
+        ports = [self.neutron.macvtap_port["id"],
+                 self.neutron.macvtap_port2["id"]]
+
+        server = self.boot(ports)
+
+        claims = {c.port_id: c for c in agent.allocations(server["id"])}
+        self.assertEqual(set(ports), set(claims))
+        vfs = self.trees["compute1"].devices
+        for port_id in ports:
+            claim = claims[port_id]
+            port = self.neutron.show_port(port_id)["port"]
+            self.assertEqual("plugged", claim.state)
+            self.assertEqual(port["mac_address"], claim.mac)
+            self.assertEqual(PORTS_VLAN, claim.vlan)
+            # Neutron's binding names the VF the library claimed.
+            self.assertEqual({
+                "pci_slot": claim.address,
+                "pci_vendor_info": self.vendor_info("compute1",
+                                                    claim.address),
+                "physical_network": test_sriov_plugin.PHYSNET,
+                "pf_mac_address": self.agent("compute1").devices()[
+                    claim.parent_addr].mac,
+                "vf_num": vfs[claim.address].vf_index,
+            }, self.profile(port_id))
+            self.assertEqual("compute1", port["binding:host_id"])
+        # The guest's interfaces are on the ports' own networks, each
+        # holding its VF's netdev and the port's VLAN.
+        self.assertEqual(
+            sorted(("network", claims[p].network,
+                    self.neutron.show_port(p)["port"]["mac_address"])
+                   for p in ports),
+            sorted(self.domain_interfaces("compute1", server)))
+        self.assertEqual(
+            {claims[p].network: (vfs[claims[p].address].netdev, PORTS_VLAN)
+             for p in ports},
+            self.networks("compute1"))
+        self.assertEqual((), agent.doctor().findings)
+
+    def test_hard_reboot_keeps_the_claims_and_networks(self):
+        self.start_compute("compute1")
+        agent = self.agent("compute1")
+        server = self.boot([self.neutron.macvtap_port["id"],
+                            self.neutron.macvtap_port2["id"]])
+        claims = agent.allocations(server["id"])
+        networks = self.networks("compute1")
+        interfaces = self.domain_interfaces("compute1", server)
+
+        self._reboot_server(server, hard=True)
+
+        self.assertEqual(claims, agent.allocations(server["id"]))
+        self.assertEqual(networks, self.networks("compute1"))
+        self.assertEqual(interfaces,
+                         self.domain_interfaces("compute1", server))
+
+    def test_delete_leaves_no_network_and_no_claim(self):
+        self.start_compute("compute1")
+        agent = self.agent("compute1")
+        server = self.boot([self.neutron.macvtap_port["id"],
+                            self.neutron.macvtap_port2["id"]])
+        self.assertEqual(2, len(self.networks("compute1")))
+
+        self._delete_server(server)
+
+        self.assertEqual([], agent.allocations())
+        self.assertEqual({}, self.networks("compute1"))
+        self.assertEqual(
+            {address: "available"
+             for address in self.trees["compute1"].devices},
+            agent.device_states())
+        self.assertEqual((), agent.doctor().findings)
+
+    def test_a_host_without_enough_vfs_is_refused_with_nothing_left(self):
+        # compute2 has 2 VFs: a server with 3 ports cannot land there.
+        self.start_compute("compute2")
+        agent = self.agent("compute2")
+        ports = [self.new_port() for _ in range(3)]
+
+        server = self.boot(ports, expected_state="ERROR")
+
+        self.assertIn("fault", server)
+        self.assertEqual([], agent.allocations())
+        self.assertEqual({}, self.networks("compute2"))
+        for port_id in ports:
+            self.assertNotIn("pci_slot", self.profile(port_id))
+        # Two ports still fit.
+        server = self.boot(ports[:2])
+        self.assertEqual(2, len(agent.allocations(server["id"])))
+
+    def test_novas_pci_tracker_holds_none_of_them(self):
+        self.start_compute(
+            "compute1", pci_info=fakelibvirt.HostPCIDevicesInfo(num_pci=0))
+        server = self.boot([self.neutron.macvtap_port["id"]])
+        self.assertEqual(1, len(self.agent("compute1").allocations(
+            server["id"])))
+        self.assertPCIDeviceCounts("compute1", total=0, free=0)
