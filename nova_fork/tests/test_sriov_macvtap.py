@@ -19,6 +19,7 @@ import uuid
 
 from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional.api import client
 from nova.tests.functional.libvirt import (
     test_pci_sriov_servers,
     test_sriov_plugin,
@@ -27,8 +28,8 @@ from nova.tests.functional.libvirt import (
 PORTS_VLAN = 100
 
 
-class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
-                       test_pci_sriov_servers._PCIServersTestBase):
+class _MacvtapPortsBase(test_sriov_plugin.SriovPluginTestBase,
+                        test_pci_sriov_servers._PCIServersTestBase):
     ADMIN_API = True
     microversion = "latest"
     #: No PCI device is nova's.
@@ -45,8 +46,6 @@ class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
         for port in (neutron.macvtap_port, neutron.macvtap_port2):
             neutron._ports[port["id"]] = copy.deepcopy(port)
 
-    # -- helpers -----------------------------------------------------------
-
     def new_port(self):
         """Another macvtap port of network_2, as Neutron would make it."""
         port = copy.deepcopy(self.neutron.macvtap_port)
@@ -58,6 +57,9 @@ class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
                                   ip_address=f"192.168.13.{10 + number}")]
         self.neutron._ports[port["id"]] = port
         return port["id"]
+
+
+class MacvtapPortsTest(_MacvtapPortsBase):
 
     def boot(self, ports, expected_state="ACTIVE"):
         return self._create_server(
@@ -186,6 +188,27 @@ class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
         server = self.boot(ports[:2])
         self.assertEqual(2, len(agent.allocations(server["id"])))
 
+    def test_a_live_migration_is_refused_with_everything_kept(self):
+        # Not wired into the fork yet: refused before anything moves.
+        self.start_compute("compute1")
+        self.start_compute("compute2")
+        server = self._create_server(
+            host="compute1", networks=[{"port": self.new_port()}])
+        claims = self.agent("compute1").allocations(server["id"])
+        networks = self.networks("compute1")
+
+        exc = self.assertRaises(client.OpenStackApiException,
+                                self._live_migrate, server, "completed")
+
+        self.assertIn("NoValidHost", str(exc))
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(claims,
+                         self.agent("compute1").allocations(server["id"]))
+        self.assertEqual(networks, self.networks("compute1"))
+        self.assertEqual([], self.agent("compute2").allocations())
+        self.assertEqual({}, self.networks("compute2"))
+
     def test_novas_pci_tracker_holds_none_of_them(self):
         self.start_compute(
             "compute1", pci_info=fakelibvirt.HostPCIDevicesInfo(num_pci=0))
@@ -193,3 +216,58 @@ class MacvtapPortsTest(test_sriov_plugin.SriovPluginTestBase,
         self.assertEqual(1, len(self.agent("compute1").allocations(
             server["id"])))
         self.assertPCIDeviceCounts("compute1", total=0, free=0)
+
+
+class SpecialAttributeTest(_MacvtapPortsBase):
+    """A VF of a group goes only to a port whose PCI flavor names the
+    group: compute1's first two VFs are tagged group=grp1."""
+
+    GROUPED = ("0000:5e:01.0", "0000:5e:01.1")
+
+    def setUp(self):
+        super().setUp()
+        physnet = test_sriov_plugin.PHYSNET
+        self.flags(
+            device_spec=[
+                *(f'{{"address": "{a}", "physical_network": "{physnet}", '
+                  f'"group": "grp1"}}' for a in self.GROUPED),
+                test_sriov_plugin.DEVICE_SPEC],
+            flavor=[test_sriov_plugin.FLAVOR,
+                    f'{{"name": "grp1", "physical_network": "{physnet}", '
+                    f'"group": "grp1"}}'],
+            group="pci_passthrough")
+
+    def boot(self, flavor_id=None, expected_state="ACTIVE"):
+        return self._create_server(
+            flavor_id=flavor_id, networks=[{"port": self.new_port()}],
+            expected_state=expected_state)
+
+    def vf_of(self, server):
+        (claim,) = self.agent("compute1").allocations(server["id"])
+        return claim.address
+
+    def test_a_flavor_not_naming_the_group_never_gets_its_vfs(self):
+        self.start_compute("compute1")
+        ungrouped = {self.vf_of(self.boot()) for _ in range(2)}
+        self.assertEqual({"0000:5e:01.2", "0000:5e:01.3"}, ungrouped)
+
+        # Two VFs are free, both grouped: a port that does not name the
+        # group is refused.
+        self.boot(expected_state="ERROR")
+        self.assertEqual(
+            {a: "available" for a in self.GROUPED},
+            {a: s for a, s in self.agent("compute1").device_states().items()
+             if a in self.GROUPED})
+
+        # A nova flavor naming the grouped PCI flavor for its ports on
+        # the physical network gets one.
+        flavor = self._create_flavor(extra_spec={
+            f"pci_passthrough_port:flavor:{test_sriov_plugin.PHYSNET}":
+                "grp1"})
+        server = self.boot(flavor_id=flavor)
+        self.assertIn(self.vf_of(server), self.GROUPED)
+        self.assertEqual(
+            self.vf_of(server),
+            self.neutron.show_port(
+                self.agent("compute1").allocations(server["id"])[0].port_id
+            )["port"]["binding:profile"]["pci_slot"])
