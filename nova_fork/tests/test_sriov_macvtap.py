@@ -16,6 +16,7 @@ library's (``[pci] device_spec`` is empty).
 
 import copy
 import uuid
+from unittest import mock
 
 from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -28,8 +29,9 @@ from nova.tests.functional.libvirt import (
 PORTS_VLAN = 100
 
 
-class _MacvtapPortsBase(test_sriov_plugin.SriovPluginTestBase,
-                        test_pci_sriov_servers._PCIServersTestBase):
+class _MacvtapPortsBase(
+        test_sriov_plugin.SriovPluginTestBase,
+        test_pci_sriov_servers._PCIServersWithMigrationTestBase):
     ADMIN_API = True
     microversion = "latest"
     #: No PCI device is nova's.
@@ -58,8 +60,6 @@ class _MacvtapPortsBase(test_sriov_plugin.SriovPluginTestBase,
         self.neutron._ports[port["id"]] = port
         return port["id"]
 
-
-class MacvtapPortsTest(_MacvtapPortsBase):
 
     def boot(self, ports, expected_state="ACTIVE"):
         return self._create_server(
@@ -95,7 +95,9 @@ class MacvtapPortsTest(_MacvtapPortsBase):
     def profile(self, port_id):
         return self.neutron.show_port(port_id)["port"]["binding:profile"]
 
-    # -- tests -------------------------------------------------------------
+
+
+class MacvtapPortsTest(_MacvtapPortsBase):
 
     def test_boot_with_two_ports_on_the_librarys_vfs(self):
         self.start_compute("compute1")
@@ -188,27 +190,6 @@ class MacvtapPortsTest(_MacvtapPortsBase):
         server = self.boot(ports[:2])
         self.assertEqual(2, len(agent.allocations(server["id"])))
 
-    def test_a_live_migration_is_refused_with_everything_kept(self):
-        # Not wired into the fork yet: refused before anything moves.
-        self.start_compute("compute1")
-        self.start_compute("compute2")
-        server = self._create_server(
-            host="compute1", networks=[{"port": self.new_port()}])
-        claims = self.agent("compute1").allocations(server["id"])
-        networks = self.networks("compute1")
-
-        exc = self.assertRaises(client.OpenStackApiException,
-                                self._live_migrate, server, "completed")
-
-        self.assertIn("NoValidHost", str(exc))
-        server = self._wait_for_state_change(server, "ACTIVE")
-        self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
-        self.assertEqual(claims,
-                         self.agent("compute1").allocations(server["id"]))
-        self.assertEqual(networks, self.networks("compute1"))
-        self.assertEqual([], self.agent("compute2").allocations())
-        self.assertEqual({}, self.networks("compute2"))
-
     def test_novas_pci_tracker_holds_none_of_them(self):
         self.start_compute(
             "compute1", pci_info=fakelibvirt.HostPCIDevicesInfo(num_pci=0))
@@ -237,7 +218,7 @@ class SpecialAttributeTest(_MacvtapPortsBase):
                     f'"group": "grp1"}}'],
             group="pci_passthrough")
 
-    def boot(self, flavor_id=None, expected_state="ACTIVE"):
+    def boot_one(self, flavor_id=None, expected_state="ACTIVE"):
         return self._create_server(
             flavor_id=flavor_id, networks=[{"port": self.new_port()}],
             expected_state=expected_state)
@@ -248,12 +229,12 @@ class SpecialAttributeTest(_MacvtapPortsBase):
 
     def test_a_flavor_not_naming_the_group_never_gets_its_vfs(self):
         self.start_compute("compute1")
-        ungrouped = {self.vf_of(self.boot()) for _ in range(2)}
+        ungrouped = {self.vf_of(self.boot_one()) for _ in range(2)}
         self.assertEqual({"0000:5e:01.2", "0000:5e:01.3"}, ungrouped)
 
         # Two VFs are free, both grouped: a port that does not name the
         # group is refused.
-        self.boot(expected_state="ERROR")
+        self.boot_one(expected_state="ERROR")
         self.assertEqual(
             {a: "available" for a in self.GROUPED},
             {a: s for a, s in self.agent("compute1").device_states().items()
@@ -264,10 +245,117 @@ class SpecialAttributeTest(_MacvtapPortsBase):
         flavor = self._create_flavor(extra_spec={
             f"pci_passthrough_port:flavor:{test_sriov_plugin.PHYSNET}":
                 "grp1"})
-        server = self.boot(flavor_id=flavor)
+        server = self.boot_one(flavor_id=flavor)
         self.assertIn(self.vf_of(server), self.GROUPED)
         self.assertEqual(
             self.vf_of(server),
             self.neutron.show_port(
                 self.agent("compute1").allocations(server["id"])[0].port_id
             )["port"]["binding:profile"]["pci_slot"])
+
+
+class LiveMigrationTest(_MacvtapPortsBase):
+    """A live migration of a server with the library's ports: the
+    destination claims VFs of its own in the source's slots and defines
+    networks of the same names, so the domain XML moves unchanged; the
+    ports are bound to the destination's VFs; the source frees its own
+    once the guest left.  compute1 has 4 VFs, compute2 2."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_compute("compute1")
+        self.start_compute("compute2")
+
+    def boot_on_compute1(self, ports):
+        return self._create_server(
+            host="compute1", networks=[{"port": p} for p in ports])
+
+    def state(self, hostname, server):
+        """What a host holds for the server: {port: (slot, network,
+        VF, state)}, and its networks."""
+        claims = {c.port_id: (c.port_index, c.network, c.address, c.state)
+                  for c in self.agent(hostname).allocations(server["id"])}
+        return claims, self.networks(hostname)
+
+    def interfaces_xml(self, hostname, server):
+        conn = self.computes[hostname].driver._host.get_connection()
+        root = etree.fromstring(
+            conn.lookupByUUIDString(server["id"]).XMLDesc(0))
+        return [etree.tostring(i) for i in root.findall("devices/interface")]
+
+    def assert_untouched(self, server, before, xml, profiles):
+        self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(before, self.state("compute1", server))
+        self.assertEqual(xml, self.interfaces_xml("compute1", server))
+        self.assertEqual(profiles, {p: self.profile(p) for p in profiles})
+        self.assertEqual([], self.agent("compute2").allocations())
+        self.assertEqual({}, self.networks("compute2"))
+
+    def test_a_live_migration_moves_the_ports_to_the_destinations_vfs(self):
+        ports = [self.new_port(), self.new_port()]
+        server = self.boot_on_compute1(ports)
+        (source, _) = self.state("compute1", server)
+        xml = self.interfaces_xml("compute1", server)
+
+        server = self._live_migrate(server, "completed")
+
+        self.assertEqual("compute2", server["OS-EXT-SRV-ATTR:host"])
+        claims, networks = self.state("compute2", server)
+        vfs = self.trees["compute2"].devices
+        self.assertEqual(set(ports), set(claims))
+        for port_id in ports:
+            slot, network, vf, state = claims[port_id]
+            # The source's slot and network name, the destination's VF.
+            self.assertEqual(source[port_id][:2], (slot, network))
+            self.assertIn(vf, vfs)
+            self.assertEqual("plugged", state)
+            self.assertEqual((vfs[vf].netdev, PORTS_VLAN), networks[network])
+            self.assertEqual(vf, self.profile(port_id)["pci_slot"])
+            self.assertEqual(
+                "compute2",
+                self.neutron.show_port(port_id)["port"]["binding:host_id"])
+        # The guest's interfaces are those it had on the source.
+        self.assertEqual(xml, self.interfaces_xml("compute2", server))
+        # The source let go of everything.
+        self.assertEqual([], self.agent("compute1").allocations())
+        self.assertEqual({}, self.networks("compute1"))
+        self.assertEqual((), self.agent("compute1").doctor().findings)
+        self.assertEqual((), self.agent("compute2").doctor().findings)
+
+    def test_a_migration_failing_in_the_hypervisor_rolls_both_back(self):
+        ports = [self.new_port(), self.new_port()]
+        server = self.boot_on_compute1(ports)
+        before = self.state("compute1", server)
+        xml = self.interfaces_xml("compute1", server)
+        profiles = {p: self.profile(p) for p in ports}
+
+        def failing_migration(domain, destination, params, flags):
+            # The destination's guest appears, then the job fails.
+            self.computes["compute2"].driver._host.get_connection(
+            ).createXML(params["destination_xml"], "flags")
+            conn = self.computes["compute1"].driver._host.get_connection()
+            conn.lookupByUUIDString(server["id"]).fail_job()
+
+        with mock.patch("nova.tests.fixtures.libvirt.Domain.migrateToURI3",
+                        failing_migration):
+            server = self._live_migrate(
+                server, migration_expected_state="failed")
+            self.notifier.wait_for_versioned_notifications(
+                "instance.live_migration_rollback_dest.end")
+
+        self.assert_untouched(server, before, xml, profiles)
+        self.assertEqual((), self.agent("compute1").doctor().findings)
+
+    def test_a_destination_without_enough_vfs_is_refused(self):
+        ports = [self.new_port() for _ in range(3)]
+        server = self.boot_on_compute1(ports)
+        before = self.state("compute1", server)
+        xml = self.interfaces_xml("compute1", server)
+        profiles = {p: self.profile(p) for p in ports}
+
+        exc = self.assertRaises(client.OpenStackApiException,
+                                self._live_migrate, server, "completed")
+
+        self.assertIn("NoValidHost", str(exc))
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assert_untouched(server, before, xml, profiles)

@@ -19,10 +19,17 @@ A macvtap port's life, as the fork calls the plugin:
 4. ``plug_vifs`` before the guest starts: the MAC and VLAN Neutron bound
    the ports with are recorded and the networks defined and started;
 5. ``release_instance`` once nova frees the instance's resources.
+
+A live migration: ``port_slots`` on the source (carried in nova's
+migrate data), ``prepare_incoming_migration`` on the destination (its
+VFs, leased, and networks of the same names; the ports' destination
+binding profiles), ``begin_outgoing_migration`` as it starts, then
+``complete_incoming_migration`` and ``complete_outgoing_migration``, or
+``abort_incoming_migration`` and ``abort_outgoing_migration``.
 """
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -193,6 +200,78 @@ class SriovPlugin:
         if freed:
             LOG.info("Instance %s freed %s", instance.uuid,
                      ", ".join(a.address for a in freed))
+
+    # -- live migration ----------------------------------------------------
+
+    def port_slots(self, instance: Any) -> dict[str, int]:
+        """On the source: the slot of each port (the index in its
+        network's name), for the destination to claim in the same
+        slots."""
+        agent, _ = self._started("port_slots")
+        return agent.port_slots(instance.uuid)
+
+    def prepare_incoming_migration(self, instance: Any, network_info: Any,
+                                   slots: Any) -> dict[str, dict[str, Any]]:
+        """On the destination, before the migration: a VF for each
+        port, leased, and its network under the name the guest uses;
+        the binding profile of each port here, by port UUID.
+        Idempotent (pre_live_migration may call it again).
+
+        :param slots: the source's port_slots().
+        :raises nova.exception.MigrationPreCheckError: this host cannot
+            serve the ports; nothing is claimed or defined here.
+        """
+        agent, policy = self._started("prepare_incoming_migration")
+        try:
+            if not isinstance(slots, Mapping):
+                raise exception.InvalidPortRequest(
+                    port="-", reason=f"the source's slots are not a dict: "
+                                     f"{slots!r:.60}")
+            requests = nova_ports.port_requests(
+                network_info, instance, policy, slots=dict(slots))
+            agent.prepare_incoming_migration(instance.uuid, requests)
+        except (exception.MigrationRefused, exception.ClaimConflict,
+                exception.InvalidPortRequest,
+                exception.AllocationMismatch) as exc:
+            nova_exception = importlib.import_module("nova.exception")
+            raise nova_exception.MigrationPreCheckError(
+                reason=f"SR-IOV ports: {exc}") from exc
+        return {r.port_id: agent.binding_profile(instance.uuid, r.port_id)
+                for r in requests if r.port_id is not None}
+
+    def begin_outgoing_migration(self, instance: Any) -> None:
+        """On the source, as the migration starts."""
+        agent, _ = self._started("begin_outgoing_migration")
+        agent.begin_outgoing_migration(instance.uuid)
+
+    def complete_incoming_migration(self, instance: Any) -> None:
+        """On the destination, once the guest runs here: its claims
+        become plain ones.
+
+        :raises MigrationNotPrepared: the instance holds nothing here
+            (its lease ran out and was expired): its VFs here are no
+            longer held for it.
+        """
+        agent, _ = self._started("complete_incoming_migration")
+        agent.complete_incoming_migration(instance.uuid)
+
+    def complete_outgoing_migration(self, instance: Any) -> None:
+        """On the source, once the guest left: its networks here go and
+        its VFs are restored and freed."""
+        agent, _ = self._started("complete_outgoing_migration")
+        agent.complete_outgoing_migration(instance.uuid)
+
+    def abort_incoming_migration(self, instance: Any) -> None:
+        """On the destination, after a failed migration: what prepare
+        claimed and defined here goes."""
+        agent, _ = self._started("abort_incoming_migration")
+        agent.abort_incoming_migration(instance.uuid)
+
+    def abort_outgoing_migration(self, instance: Any) -> None:
+        """On the source, after a failed migration: the ports are plugged
+        here again."""
+        agent, _ = self._started("abort_outgoing_migration")
+        agent.abort_outgoing_migration(instance.uuid)
 
     def update_available_resource(self, nodename: str) -> None:
         """From nova's periodic resource update: rescan the host and

@@ -330,6 +330,7 @@ CALLS = {
         0, flavor="net1", port_id=PORT_ID)),
     "plug_port": lambda a: a.plug_port(INST, PORT_ID),
     "release_port": lambda a: a.release_port(INST, PORT_ID),
+    "bind_port": lambda a: a.bind_port(INST, PORT_ID, mac=None, vlan=None),
     "binding_profile": lambda a: a.binding_profile(INST, PORT_ID),
     "port_slots": lambda a: a.port_slots(INST),
 }
