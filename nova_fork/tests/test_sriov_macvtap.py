@@ -18,6 +18,7 @@ import copy
 import uuid
 from unittest import mock
 
+import fixtures
 from lxml import etree
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
@@ -47,6 +48,22 @@ class _MacvtapPortsBase(
         neutron._subnets[neutron.subnet_2["id"]] = neutron.subnet_2
         for port in (neutron.macvtap_port, neutron.macvtap_port2):
             neutron._ports[port["id"]] = copy.deepcopy(port)
+        # fakelibvirt reads the source of an interface attached to a
+        # running domain as a bridge's only, though it reads a network's
+        # when a domain is defined: the harness is extended to read it on
+        # attach too, as libvirt does.
+        parse_nic_info = fakelibvirt._parse_nic_info
+
+        def parse_attached_nic(element):
+            info = parse_nic_info(element)
+            source = element.find("./source")
+            if info["type"] == "network" and source is not None:
+                info["source"] = source.get("network")
+            return info
+
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.tests.fixtures.libvirt._parse_nic_info",
+            parse_attached_nic))
 
     def new_port(self):
         """Another macvtap port of network_2, as Neutron would make it."""
@@ -359,3 +376,84 @@ class LiveMigrationTest(_MacvtapPortsBase):
         self.assertIn("NoValidHost", str(exc))
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assert_untouched(server, before, xml, profiles)
+
+
+class AttachDetachTest(_MacvtapPortsBase):
+    """Interface attach and detach of the library's ports: one port's
+    VF and network at a time; the others keep theirs."""
+
+    def attach(self, server, port_id):
+        self.api.attach_interface(
+            server["id"], {"interfaceAttachment": {"port_id": port_id}})
+        self.notifier.wait_for_versioned_notifications(
+            "instance.interface_attach.end")
+
+    def detach(self, server, port_id):
+        self.api.detach_interface(server["id"], port_id)
+        self.notifier.wait_for_versioned_notifications(
+            "instance.interface_detach.end")
+
+    def held(self, hostname, server):
+        return {c.port_id: (c.port_index, c.network, c.address, c.state)
+                for c in self.agent(hostname).allocations(server["id"])}
+
+    def test_attach_and_detach_one_port_at_a_time(self):
+        self.start_compute("compute1")
+        first, second = self.new_port(), self.new_port()
+        server = self.boot([first])
+        (slot0,) = self.held("compute1", server).values()
+
+        self.attach(server, second)
+
+        held = self.held("compute1", server)
+        self.assertEqual(slot0, held[first])
+        slot, network, vf, state = held[second]
+        self.assertEqual((1, "plugged"), (slot, state))
+        self.assertEqual(vf, self.profile(second)["pci_slot"])
+        self.assertEqual(
+            sorted(("network", held[p][1],
+                    self.neutron.show_port(p)["port"]["mac_address"])
+                   for p in (first, second)),
+            sorted(self.domain_interfaces("compute1", server)))
+        self.assertEqual({held[p][1] for p in held},
+                         set(self.networks("compute1")))
+
+        self.detach(server, first)
+
+        # The detached port's VF and network are gone; the other port
+        # keeps its slot, so its network keeps its name.
+        self.assertEqual({second: held[second]},
+                         self.held("compute1", server))
+        self.assertEqual({network}, set(self.networks("compute1")))
+        self.assertEqual(
+            [("network", network,
+              self.neutron.show_port(second)["port"]["mac_address"])],
+            self.domain_interfaces("compute1", server))
+        self.assertNotIn("pci_slot", self.profile(first))
+        self.assertEqual("available",
+                         self.agent("compute1").device_states()[slot0[2]])
+
+        # Attached again, the port takes the free slot.
+        self.attach(server, first)
+        self.assertEqual(0, self.held("compute1", server)[first][0])
+        self.assertEqual((), self.agent("compute1").doctor().findings)
+
+    def test_an_attach_without_a_free_vf_is_refused(self):
+        # compute2 has 2 VFs.
+        self.start_compute("compute2")
+        ports = [self.new_port(), self.new_port()]
+        server = self.boot(ports)
+        before = self.held("compute2", server)
+        networks = self.networks("compute2")
+        extra = self.new_port()
+
+        exc = self.assertRaises(client.OpenStackApiException,
+                                self.attach, server, extra)
+
+        self.assertEqual(400, exc.response.status_code)
+        self.assertIn("Failed to claim PCI device", str(exc))
+        self.assertEqual(before, self.held("compute2", server))
+        self.assertEqual(networks, self.networks("compute2"))
+        self.assertNotIn("pci_slot", self.profile(extra))
+        self.assertEqual(
+            len(ports), len(self.domain_interfaces("compute2", server)))

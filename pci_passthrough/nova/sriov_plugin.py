@@ -201,6 +201,53 @@ class SriovPlugin:
             LOG.info("Instance %s freed %s", instance.uuid,
                      ", ".join(a.address for a in freed))
 
+    # -- attach and detach interface ---------------------------------------
+
+    def claim_port(self, instance: Any, pci_request: Any,
+                   nodename: str) -> str:
+        """interface attach, where nova claims the port's device: a VF
+        for the port its PCI request names; its address.
+
+        :raises nova.exception.ComputeResourcesUnavailable: no VF here
+            serves it; nothing is claimed.
+        """
+        agent, policy = self._started("claim_port")
+        try:
+            request = nova_ports.pci_port_request(pci_request, instance,
+                                                  policy)
+            return agent.claim_port(instance.uuid, request).address
+        except (exception.ClaimFailed, exception.ClaimConflict,
+                exception.InvalidPortRequest,
+                exception.AllocationMismatch) as exc:
+            nova_exception = importlib.import_module("nova.exception")
+            raise nova_exception.ComputeResourcesUnavailable(
+                reason=f"SR-IOV port on node {nodename}: {exc}") from exc
+
+    def plug_port(self, instance: Any, vif: Any) -> None:
+        """The driver's attach_interface, before the interface is
+        attached: record the MAC and VLAN Neutron bound the port with,
+        then define and start its network.
+
+        :raises NetworkDriverError: its network could not be made; one
+            this call made is removed again.
+        """
+        agent, policy = self._started("plug_port")
+        request = nova_ports.port_request(vif, instance, policy)
+        if request is None or request.port_id is None:
+            raise exception.InvalidPortRequest(
+                port=nova_ports.port_id_of(vif),
+                reason="it is not a macvtap port")
+        agent.bind_port(instance.uuid, request.port_id, mac=request.mac,
+                        vlan=request.vlan)
+        agent.plug_port(instance.uuid, request.port_id)
+
+    def release_port(self, instance: Any, port_id: str) -> None:
+        """Once the port is detached (or its attach failed): delete its
+        network, restore its VF and free it; the instance's other ports
+        keep theirs."""
+        agent, _ = self._started("release_port")
+        agent.release_port(instance.uuid, port_id)
+
     # -- live migration ----------------------------------------------------
 
     def port_slots(self, instance: Any) -> dict[str, int]:
