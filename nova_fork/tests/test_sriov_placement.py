@@ -16,6 +16,8 @@ nova's names and that trait, starts all the same: its providers are
 renamed through a reshape, every allocation kept.
 """
 
+import copy
+
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.libvirt import (
     test_pci_sriov_servers,
@@ -173,6 +175,38 @@ class _CoexistenceTests:
         self.restart_compute_service("compute1")
         self.assertEqual(providers, self.assert_both_reported())
         self.assertEqual(held, self.server_allocations(server))
+
+    def test_a_server_with_novas_device_and_our_port_across_a_restart(self):
+        self.start_with_novas_device()
+        neutron = self.neutron
+        neutron._networks[neutron.network_2["id"]] = neutron.network_2
+        neutron._subnets[neutron.subnet_2["id"]] = neutron.subnet_2
+        port = copy.deepcopy(neutron.macvtap_port)
+        neutron._ports[port["id"]] = port
+        flavor = self._create_flavor(extra_spec={
+            "pci_passthrough:alias": f"{self.ALIAS_NAME}:1"})
+
+        server = self._create_server(flavor_id=flavor,
+                                     networks=[{"port": port["id"]}])
+
+        # nova's tracker holds its device, the library its VF.
+        self.assertPCIDeviceCounts("compute1", total=1, free=0)
+        (claim,) = self.agent("compute1").allocations(server["id"])
+        self.assertEqual(port["id"], claim.port_id)
+        self.assertEqual(claim.address, neutron.show_port(
+            port["id"])["port"]["binding:profile"]["pci_slot"])
+        before = self.assert_both_reported()
+
+        self.restart_compute_service("compute1")
+
+        self.assertEqual(before, self.assert_both_reported())
+        self.assertPCIDeviceCounts("compute1", total=1, free=0)
+        self.assertEqual([claim],
+                         self.agent("compute1").allocations(server["id"]))
+
+        self._delete_server(server)
+        self.assertPCIDeviceCounts("compute1", total=1, free=1)
+        self.assertEqual([], self.agent("compute1").allocations())
 
 
 class CoexistenceWithoutNovaPciReportingTest(
