@@ -377,6 +377,25 @@ class LiveMigrationTest(_MacvtapPortsBase):
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assert_untouched(server, before, xml, profiles)
 
+    def test_a_cold_migration_is_refused_with_everything_kept(self):
+        # The library's ports move by live migration only: a resize or
+        # cold migration keeps such a server on its host (here, where a
+        # resize to the same host is not allowed, nowhere).
+        server = self.boot_on_compute1([self.new_port()])
+        before = self.state("compute1", server)
+        xml = self.interfaces_xml("compute1", server)
+        profiles = {p: self.profile(p) for p in before[0]}
+
+        exc = self.assertRaises(
+            client.OpenStackApiException, self.api.post_server_action,
+            server["id"], {"migrate": None})
+
+        # nova's answer to NoValidHost here, as for a live migration.
+        self.assertEqual(500, exc.response.status_code)
+        self.assertIn("NoValidHost", str(exc))
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assert_untouched(server, before, xml, profiles)
+
 
 class AttachDetachTest(_MacvtapPortsBase):
     """Interface attach and detach of the library's ports: one port's
