@@ -113,6 +113,48 @@ class _MacvtapPortsBase(
         return self.neutron.show_port(port_id)["port"]["binding:profile"]
 
 
+    def our_providers(self):
+        """The library's providers in Placement: name -> (UUID, resource
+        class)."""
+        found = {}
+        for rp in self._get_all_providers():
+            if rp["name"].endswith("_pcipt"):
+                (rc,) = self._get_provider_inventory(rp["uuid"])
+                found[rp["name"]] = (rp["uuid"], rc)
+        return found
+
+    def placement_units(self, server):
+        """The server's allocation on the library's providers: provider
+        name -> {resource class: units}."""
+        names = {uuid: name for name, (uuid, _) in
+                 self.our_providers().items()}
+        return {names[rp]: alloc["resources"] for rp, alloc in
+                self._get_allocations_by_server_uuid(server["id"]).items()
+                if rp in names}
+
+    def ledger_units(self, hostname, server):
+        """The same as the host's ledger has it: one unit per claimed VF
+        on its PF's provider (read from the host's sysfs tree)."""
+        providers = self.our_providers()
+        units = {}
+        for claim in self.agent(hostname).allocations(server["id"]):
+            pf = self.trees[hostname].devices[claim.address].parent_addr
+            name = f"{hostname}_{pf.upper()}_pcipt"
+            rc = providers[name][1]
+            held = units.setdefault(name, {})
+            held[rc] = held.get(rc, 0) + 1
+        return units
+
+    def assert_placement_is_the_ledger(self, hostname, server, count):
+        units = self.ledger_units(hostname, server)
+        self.assertEqual(count, sum(sum(u.values()) for u in units.values()))
+        self.assertEqual(units, self.placement_units(server))
+        for name, (rp, rc) in self.our_providers().items():
+            usage = self._get_provider_usages(rp).get(rc, 0)
+            self.assertEqual(
+                sum(u.get(rc, 0) for n, u in units.items() if n == name),
+                usage, name)
+
 
 class MacvtapPortsTest(_MacvtapPortsBase):
 
@@ -156,6 +198,7 @@ class MacvtapPortsTest(_MacvtapPortsBase):
              for p in ports},
             self.networks("compute1"))
         self.assertEqual((), agent.doctor().findings)
+        self.assert_placement_is_the_ledger("compute1", server, 2)
 
     def test_hard_reboot_keeps_the_claims_and_networks(self):
         self.start_compute("compute1")
@@ -172,6 +215,7 @@ class MacvtapPortsTest(_MacvtapPortsBase):
         self.assertEqual(networks, self.networks("compute1"))
         self.assertEqual(interfaces,
                          self.domain_interfaces("compute1", server))
+        self.assert_placement_is_the_ledger("compute1", server, 2)
 
     def test_delete_leaves_no_network_and_no_claim(self):
         self.start_compute("compute1")
@@ -180,10 +224,16 @@ class MacvtapPortsTest(_MacvtapPortsBase):
                             self.neutron.macvtap_port2["id"]])
         self.assertEqual(2, len(self.networks("compute1")))
 
+        self.assert_placement_is_the_ledger("compute1", server, 2)
+
         self._delete_server(server)
 
         self.assertEqual([], agent.allocations())
         self.assertEqual({}, self.networks("compute1"))
+        self.assertEqual({}, self._get_allocations_by_server_uuid(
+            server["id"]))
+        for rp, rc in self.our_providers().values():
+            self.assertEqual(0, self._get_provider_usages(rp)[rc])
         self.assertEqual(
             {address: "available"
              for address in self.trees["compute1"].devices},
@@ -302,6 +352,8 @@ class LiveMigrationTest(_MacvtapPortsBase):
 
     def assert_untouched(self, server, before, xml, profiles):
         self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
+        self.assert_placement_is_the_ledger(
+            "compute1", server, len(before[0]))
         self.assertEqual(before, self.state("compute1", server))
         self.assertEqual(xml, self.interfaces_xml("compute1", server))
         self.assertEqual(profiles, {p: self.profile(p) for p in profiles})
@@ -333,6 +385,7 @@ class LiveMigrationTest(_MacvtapPortsBase):
                 self.neutron.show_port(port_id)["port"]["binding:host_id"])
         # The guest's interfaces are those it had on the source.
         self.assertEqual(xml, self.interfaces_xml("compute2", server))
+        self.assert_placement_is_the_ledger("compute2", server, 2)
         # The source let go of everything.
         self.assertEqual([], self.agent("compute1").allocations())
         self.assertEqual({}, self.networks("compute1"))
@@ -436,6 +489,7 @@ class AttachDetachTest(_MacvtapPortsBase):
             sorted(self.domain_interfaces("compute1", server)))
         self.assertEqual({held[p][1] for p in held},
                          set(self.networks("compute1")))
+        self.assert_placement_is_the_ledger("compute1", server, 2)
 
         self.detach(server, first)
 
@@ -451,6 +505,7 @@ class AttachDetachTest(_MacvtapPortsBase):
         self.assertNotIn("pci_slot", self.profile(first))
         self.assertEqual("available",
                          self.agent("compute1").device_states()[slot0[2]])
+        self.assert_placement_is_the_ledger("compute1", server, 1)
 
         # Attached again, the port takes the free slot.
         self.attach(server, first)
@@ -476,3 +531,4 @@ class AttachDetachTest(_MacvtapPortsBase):
         self.assertNotIn("pci_slot", self.profile(extra))
         self.assertEqual(
             len(ports), len(self.domain_interfaces("compute2", server)))
+        self.assert_placement_is_the_ledger("compute2", server, 2)

@@ -124,6 +124,14 @@ class OnePort:
         return binding_profile(device, pf,
                                self._placement.device_tags(device))
 
+    def resources(self, instance_uuid: str, port_id: str | None
+                  ) -> dict[str, dict[str, int]]:
+        allocs = self._tracker.allocations(instance_uuid)
+        if port_id is not None:
+            allocs = [self._held(instance_uuid, port_id, allocs)]
+        return self._placement.resources(instance_uuid,
+                                         [a.address for a in allocs])
+
     def slots(self, instance_uuid: str) -> dict[str, int]:
         return {a.port_id: a.port_index
                 for a in self._tracker.allocations(instance_uuid)

@@ -111,6 +111,23 @@ class PortCalls:
         with self._gate.instance("binding_profile", instance_uuid):
             return self._one_port.binding_profile(instance_uuid, port_id)
 
+    def placement_resources(self, instance_uuid: str,
+                            port_id: str | None = None
+                            ) -> dict[str, dict[str, int]]:
+        """What the instance's claims here (or one port's) take in
+        Placement, in nova's form: {provider UUID: {resource class:
+        units}}, one unit per VF on its PF's provider; what nova adds to
+        the instance's allocation (and removes from it at a port's
+        detach).
+
+        :raises AllocationMismatch: the providers' UUIDs are not known
+            (update_provider_tree or use_placement_providers has not
+            run), or a held VF is on no provider of this host.
+        :raises InvalidPortRequest: ``port_id`` holds no claim here.
+        """
+        with self._gate.instance("placement_resources", instance_uuid):
+            return self._one_port.resources(instance_uuid, port_id)
+
     def port_slots(self, instance_uuid: str) -> dict[str, int]:
         """The slot of each port of the instance claimed by port UUID:
         a live migration's destination claims them in the same slots

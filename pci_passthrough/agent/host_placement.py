@@ -88,6 +88,31 @@ class HostPlacement:
         self._tree = (devices, tree)
         return tree
 
+    def resources(self, instance: str, addresses: Sequence[str]
+                  ) -> dict[str, dict[str, int]]:
+        """Per provider UUID, the units these held VFs of the instance
+        take: {uuid: {resource class: count}}, nova's form of an
+        allocation's resources.
+
+        :raises AllocationMismatch: the providers' UUIDs are not known
+            yet, or a VF is on no provider of this host.
+        """
+        nodename, uuids = self._known(instance)
+        where = self.tree(nodename).provider_of()
+        out: dict[str, dict[str, int]] = {}
+        for address in addresses:
+            provider = where.get(address)
+            uuid = uuids.get(provider.name) if provider else None
+            if provider is None or uuid is None:
+                raise exception.AllocationMismatch(
+                    instance=instance,
+                    reason=f"its device {address} is on no provider this "
+                           f"host reported")
+            units = out.setdefault(uuid, {})
+            units[provider.resource_class] = \
+                units.get(provider.resource_class, 0) + 1
+        return out
+
     def device_tags(self, device: PciDevice) -> dict[str, str]:
         """The tags the option device_spec gives ``device`` (none when
         no spec matches it)."""

@@ -152,6 +152,17 @@ class SriovPlugin:
         by_port = {c.port_id: c.address for c in claims}
         return [by_port[r.port_id] for r in requests]
 
+    def placement_resources(self, instance: Any, port_id: str | None = None
+                            ) -> dict[str, dict[str, dict[str, int]]]:
+        """What the instance's VFs here (or one port's) take in
+        Placement, in nova's allocation request form: {provider UUID:
+        {"resources": {resource class: units}}}; nova adds it to the
+        instance's allocation once claimed, removes a port's at its
+        detach."""
+        agent, _ = self._started("placement_resources")
+        return {uuid: {"resources": units} for uuid, units in
+                agent.placement_resources(instance.uuid, port_id).items()}
+
     def binding_profile(self, instance: Any, port_id: str
                         ) -> dict[str, Any]:
         """The binding profile's VF fields of a claimed port (pci_slot,

@@ -333,6 +333,7 @@ CALLS = {
     "bind_port": lambda a: a.bind_port(INST, PORT_ID, mac=None, vlan=None),
     "binding_profile": lambda a: a.binding_profile(INST, PORT_ID),
     "port_slots": lambda a: a.port_slots(INST),
+    "placement_resources": lambda a: a.placement_resources(INST),
 }
 
 

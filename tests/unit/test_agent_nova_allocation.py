@@ -120,3 +120,30 @@ def test_a_held_port_must_be_on_its_mapped_provider(host):
             inst, port(a),
             allocation={host.rp[X710B]: resources(host, X710B)},
             provider_mapping={a: [host.rp[X710B]]})
+
+
+def test_placement_resources_are_the_claims_in_novas_form(host):
+    inst = new_uuid()
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    mapping = {a: [host.rp[X710B]], b: [host.rp[X710B]]}
+    allocation = {host.rp[X710B]: resources(host, X710B, 2)}
+    held = host.agent.claim(inst, [port(a), port(b)],
+                            allocation=allocation, provider_mapping=mapping)
+    assert {h.address for h in held} <= set(host.vfs[X710B])
+    # What nova adds to the instance's allocation: what it allocated.
+    assert host.agent.placement_resources(inst) == {
+        host.rp[X710B]: resources(host, X710B, 2)["resources"]}
+    assert host.agent.placement_resources(inst, b.upper()) == {
+        host.rp[X710B]: resources(host, X710B, 1)["resources"]}
+    assert host.agent.placement_resources(new_uuid()) == {}
+    with pytest.raises(exception.InvalidPortRequest, match="holds no claim"):
+        host.agent.placement_resources(inst, str(uuid.uuid4()))
+
+
+def test_placement_resources_need_the_providers_uuids(tmp_path):
+    with Host(tmp_path / "b") as fresh:
+        inst = new_uuid()
+        fresh.agent.claim(inst, [port(str(uuid.uuid4()))])
+        with pytest.raises(exception.AllocationMismatch,
+                           match="does not know its Placement providers"):
+            fresh.agent.placement_resources(inst)

@@ -90,6 +90,42 @@ def test_the_readme_fork_sample_runs(tmp_path):
             agent.close()
 
 
+class ProviderTree:
+    """A stand-in for nova's ProviderTree (nova.compute.provider_tree),
+    the calls the library makes on it; tests/nova_compat runs the real
+    one."""
+
+    def __init__(self, nodename):
+        self.root = types.SimpleNamespace(
+            uuid=str(uuid.uuid4()), name=nodename, parent_uuid=None,
+            traits=set(), inventory={})
+        self.nodes = {nodename: self.root}
+
+    def get_provider_uuids(self, name):
+        return [n.uuid for n in self.nodes.values()]
+
+    def data(self, name_or_uuid):
+        return next(n for n in self.nodes.values()
+                    if name_or_uuid in (n.name, n.uuid))
+
+    def exists(self, name):
+        return name in self.nodes
+
+    def new_child(self, name, parent):
+        self.nodes[name] = types.SimpleNamespace(
+            uuid=str(uuid.uuid4()), name=name,
+            parent_uuid=self.data(parent).uuid, traits=set(), inventory={})
+
+    def update_inventory(self, name, inventory):
+        self.data(name).inventory = dict(inventory)
+
+    def update_traits(self, name, traits):
+        self.data(name).traits = set(traits)
+
+    def remove(self, name):
+        del self.nodes[name]
+
+
 def test_the_readme_plugin_sample_runs(tmp_path):
     with AgentHost(tmp_path / "src") as src, \
             AgentHost(tmp_path / "dst") as dst:
@@ -103,13 +139,25 @@ def test_the_readme_plugin_sample_runs(tmp_path):
         new_vif = vif(mac="fa:16:3e:00:00:03")
         dest_plugin = SriovPlugin(dst.conf)
         dest_plugin.init_host("dst")
+        provider_tree = ProviderTree("src")
         scope = {"CONF": src.conf, "instance": instance,
                  "network_info": network_info, "nodename": "src",
+                 "provider_tree": provider_tree,
                  "plugin_requests": [pci_request(v["id"]) for v in ours],
                  "new_request": pci_request(new_vif["id"]),
                  "new_vif": new_vif, "dest_plugin": dest_plugin}
         try:
             exec(compile(fork_samples()[0], str(README), "exec"), scope)
+            # One unit per VF on its PF's provider (read from the sysfs
+            # tree): both VFs here are on one PF.
+            (pf,) = {src.tree.devices[p["pci_slot"]].parent_addr
+                     for p in scope["profiles"].values()}
+            provider = provider_tree.data(f"src_{pf.upper()}_pcipt")
+            (rc,) = provider.inventory
+            assert scope["resources"] == {
+                provider.uuid: {"resources": {rc: 2}}}
+            assert sum(sum(a["resources"].values()) for a in
+                       scope["port_resources"].values()) == 1
             profiles = scope["profiles"]
             assert set(profiles) == {v["id"] for v in ours}
             assert len({p["pci_slot"] for p in profiles.values()}) == 2
