@@ -28,8 +28,9 @@ binding profiles), ``begin_outgoing_migration`` as it starts, then
 ``abort_incoming_migration`` and ``abort_outgoing_migration``.
 """
 
+import contextlib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -41,6 +42,24 @@ from pci_passthrough.config import opts
 from pci_passthrough.nova import ports as nova_ports
 
 LOG = logging.getLogger(__name__)
+# What refuses a host for ports: nova tries another (reschedule, another
+# destination) or refuses the attach.
+_REFUSALS = (exception.ClaimFailed, exception.ClaimConflict,
+             exception.InvalidPortRequest, exception.AllocationMismatch,
+             exception.MigrationRefused)
+
+
+@contextlib.contextmanager
+def _refused_as(nova_error: str, what: str) -> Iterator[None]:
+    """A refusal of the library's, raised as nova's exception
+    ``nova_error`` with the reason; nova is imported only here: the
+    plugin runs in nova, its tests may not."""
+    try:
+        yield
+    except _REFUSALS as exc:
+        nova_exception = importlib.import_module("nova.exception")
+        raise getattr(nova_exception, nova_error)(
+            reason=f"{what}: {exc}") from exc
 
 
 class SriovPlugin:
@@ -139,16 +158,11 @@ class SriovPlugin:
             claimed.
         """
         agent, policy = self._started("claim_instance")
-        try:
+        with _refused_as("ComputeResourcesUnavailable",
+                         f"SR-IOV ports on node {nodename}"):
             requests = [nova_ports.pci_port_request(r, instance, policy)
                         for r in pci_requests]
             claims = agent.claim(instance.uuid, requests)
-        except (exception.ClaimFailed, exception.ClaimConflict,
-                exception.InvalidPortRequest,
-                exception.AllocationMismatch) as exc:
-            nova_exception = importlib.import_module("nova.exception")
-            raise nova_exception.ComputeResourcesUnavailable(
-                reason=f"SR-IOV ports on node {nodename}: {exc}") from exc
         by_port = {c.port_id: c.address for c in claims}
         return [by_port[r.port_id] for r in requests]
 
@@ -223,16 +237,11 @@ class SriovPlugin:
             serves it; nothing is claimed.
         """
         agent, policy = self._started("claim_port")
-        try:
+        with _refused_as("ComputeResourcesUnavailable",
+                         f"SR-IOV port on node {nodename}"):
             request = nova_ports.pci_port_request(pci_request, instance,
                                                   policy)
             return agent.claim_port(instance.uuid, request).address
-        except (exception.ClaimFailed, exception.ClaimConflict,
-                exception.InvalidPortRequest,
-                exception.AllocationMismatch) as exc:
-            nova_exception = importlib.import_module("nova.exception")
-            raise nova_exception.ComputeResourcesUnavailable(
-                reason=f"SR-IOV port on node {nodename}: {exc}") from exc
 
     def plug_port(self, instance: Any, vif: Any) -> None:
         """The driver's attach_interface, before the interface is
@@ -280,7 +289,7 @@ class SriovPlugin:
             serve the ports; nothing is claimed or defined here.
         """
         agent, policy = self._started("prepare_incoming_migration")
-        try:
+        with _refused_as("MigrationPreCheckError", "SR-IOV ports"):
             if not isinstance(slots, Mapping):
                 raise exception.InvalidPortRequest(
                     port="-", reason=f"the source's slots are not a dict: "
@@ -288,12 +297,6 @@ class SriovPlugin:
             requests = nova_ports.port_requests(
                 network_info, instance, policy, slots=dict(slots))
             agent.prepare_incoming_migration(instance.uuid, requests)
-        except (exception.MigrationRefused, exception.ClaimConflict,
-                exception.InvalidPortRequest,
-                exception.AllocationMismatch) as exc:
-            nova_exception = importlib.import_module("nova.exception")
-            raise nova_exception.MigrationPreCheckError(
-                reason=f"SR-IOV ports: {exc}") from exc
         return {r.port_id: agent.binding_profile(instance.uuid, r.port_id)
                 for r in requests if r.port_id is not None}
 

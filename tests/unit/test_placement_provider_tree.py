@@ -7,6 +7,10 @@ update_provider_tree makes stands in for nova's ProviderTree
 import dataclasses
 import uuid
 
+from pci_passthrough.fixtures.nova_provider_tree import (
+    NovaProviderTree,
+    ProviderData,
+)
 from pci_passthrough.ledger import LedgerRecord
 from pci_passthrough.model import placement_names as names
 from pci_passthrough.placement.provider_tree import update_provider_tree
@@ -22,44 +26,8 @@ CX6 = PciProvider(
 TREE = ProviderTree(NODE, (CX6,))
 
 
-@dataclasses.dataclass
-class Data:
-    name: str
-    uuid: str
-    parent_uuid: str | None
-    inventory: dict = dataclasses.field(default_factory=dict)
-    traits: frozenset = frozenset()
-
-
-class NovaTree:
-    """nova's ProviderTree, as far as update_provider_tree uses it."""
-
-    def __init__(self) -> None:
-        self.root = Data(NODE, str(uuid.uuid4()), None)
-        self.providers = {NODE: self.root}
-
-    def get_provider_uuids(self, name):
-        return [p.uuid for p in self.providers.values()]
-
-    def data(self, name_or_uuid):
-        return next(p for p in self.providers.values()
-                    if name_or_uuid in (p.name, p.uuid))
-
-    def exists(self, name):
-        return name in self.providers
-
-    def new_child(self, name, parent):
-        self.providers[name] = Data(name, str(uuid.uuid4()),
-                                    self.data(parent).uuid)
-
-    def update_inventory(self, name, inventory):
-        self.providers[name].inventory = inventory
-
-    def update_traits(self, name, traits):
-        self.providers[name].traits = frozenset(traits)
-
-    def remove(self, name):
-        del self.providers[name]
+def NovaTree() -> NovaProviderTree:
+    return NovaProviderTree(NODE)
 
 
 def held(instance: str, address: str) -> LedgerRecord:
@@ -90,14 +58,14 @@ def test_only_consumers_nova_read_whole_are_healed() -> None:
     assert allocations[gone] == {"allocations": {}}
 
 
-def former_tree() -> tuple[NovaTree, Data]:
+def former_tree() -> tuple[NovaProviderTree, ProviderData]:
     """nova's tree of a host an earlier release reported: CX6 under its
     former name, with Nova's trait."""
     pt = NovaTree()
-    former = Data(str(CX6.former_name), str(uuid.uuid4()), pt.root.uuid,
-                  {CX6.resource_class: dict(
-                      CX6.inventory()[CX6.resource_class])},
-                  CX6.traits | {names.NOVA_PCI_TRAIT})
+    former = ProviderData(
+        str(CX6.former_name), str(uuid.uuid4()), pt.root.uuid,
+        {CX6.resource_class: dict(CX6.inventory()[CX6.resource_class])},
+        CX6.traits | {names.NOVA_PCI_TRAIT})
     pt.providers[former.name] = former
     return pt, former
 

@@ -15,6 +15,7 @@ import uuid
 from oslo_config import cfg
 
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.nova_provider_tree import NovaProviderTree
 from pci_passthrough.nova.sriov_plugin import SriovPlugin
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -90,42 +91,6 @@ def test_the_readme_fork_sample_runs(tmp_path):
             agent.close()
 
 
-class ProviderTree:
-    """A stand-in for nova's ProviderTree (nova.compute.provider_tree),
-    the calls the library makes on it; tests/nova_compat runs the real
-    one."""
-
-    def __init__(self, nodename):
-        self.root = types.SimpleNamespace(
-            uuid=str(uuid.uuid4()), name=nodename, parent_uuid=None,
-            traits=set(), inventory={})
-        self.nodes = {nodename: self.root}
-
-    def get_provider_uuids(self, name):
-        return [n.uuid for n in self.nodes.values()]
-
-    def data(self, name_or_uuid):
-        return next(n for n in self.nodes.values()
-                    if name_or_uuid in (n.name, n.uuid))
-
-    def exists(self, name):
-        return name in self.nodes
-
-    def new_child(self, name, parent):
-        self.nodes[name] = types.SimpleNamespace(
-            uuid=str(uuid.uuid4()), name=name,
-            parent_uuid=self.data(parent).uuid, traits=set(), inventory={})
-
-    def update_inventory(self, name, inventory):
-        self.data(name).inventory = dict(inventory)
-
-    def update_traits(self, name, traits):
-        self.data(name).traits = set(traits)
-
-    def remove(self, name):
-        del self.nodes[name]
-
-
 def test_the_readme_plugin_sample_runs(tmp_path):
     with AgentHost(tmp_path / "src") as src, \
             AgentHost(tmp_path / "dst") as dst:
@@ -139,7 +104,7 @@ def test_the_readme_plugin_sample_runs(tmp_path):
         new_vif = vif(mac="fa:16:3e:00:00:03")
         dest_plugin = SriovPlugin(dst.conf)
         dest_plugin.init_host("dst")
-        provider_tree = ProviderTree("src")
+        provider_tree = NovaProviderTree("src")
         scope = {"CONF": src.conf, "instance": instance,
                  "network_info": network_info, "nodename": "src",
                  "provider_tree": provider_tree,
