@@ -257,6 +257,29 @@ class MacvtapPortsTest(_MacvtapPortsBase):
         server = self.boot(ports[:2])
         self.assertEqual(2, len(agent.allocations(server["id"])))
 
+    def test_the_periodic_resource_update_rescans_the_host(self):
+        # nova's update_available_resource lets the plugin rescan: a PF
+        # that loses carrier takes its VFs out of service, and gives them
+        # back when it recovers, without a restart.
+        self.start_compute("compute1")
+        agent = self.agent("compute1")
+        pf = self.trees["compute1"].devices["0000:5e:00.0"]
+        operstate = pf.path / "net" / pf.netdev / "operstate"
+
+        operstate.write_text("down\n")
+        self._run_periodics()
+
+        self.assertEqual(["0000:5e:00.0"], list(agent.unhealthy_pfs()))
+        self.boot([self.new_port()], expected_state="ERROR")
+        self.assertEqual([], agent.allocations())
+
+        operstate.write_text("up\n")
+        self._run_periodics()
+
+        self.assertEqual({}, agent.unhealthy_pfs())
+        server = self.boot([self.new_port()])
+        self.assertEqual(1, len(agent.allocations(server["id"])))
+
     def test_novas_pci_tracker_holds_none_of_them(self):
         self.start_compute(
             "compute1", pci_info=fakelibvirt.HostPCIDevicesInfo(num_pci=0))
