@@ -240,6 +240,30 @@ class MacvtapPortsTest(_MacvtapPortsBase):
             agent.device_states())
         self.assertEqual((), agent.doctor().findings)
 
+    def test_shelve_offload_frees_and_unshelve_claims_anew(self):
+        self.start_compute("compute1")
+        agent = self.agent("compute1")
+        ports = [self.new_port(), self.new_port()]
+        server = self.boot(ports)
+
+        server = self._shelve_server(server, "SHELVED_OFFLOADED")
+
+        self.assertEqual([], agent.allocations())
+        self.assertEqual({}, self.networks("compute1"))
+        self.assertEqual({}, self.placement_units(server))
+
+        server = self._unshelve_server(server)
+
+        claims = {c.port_id: c for c in agent.allocations(server["id"])}
+        self.assertEqual(set(ports), set(claims))
+        for port_id, claim in claims.items():
+            self.assertEqual("plugged", claim.state)
+            self.assertEqual(claim.address,
+                             self.profile(port_id)["pci_slot"])
+        self.assertEqual({c.network for c in claims.values()},
+                         set(self.networks("compute1")))
+        self.assert_placement_is_the_ledger("compute1", server, 2)
+
     def test_a_host_without_enough_vfs_is_refused_with_nothing_left(self):
         # compute2 has 2 VFs: a server with 3 ports cannot land there.
         self.start_compute("compute2")
