@@ -28,9 +28,8 @@ binding profiles), ``begin_outgoing_migration`` as it starts, then
 ``abort_incoming_migration`` and ``abort_outgoing_migration``.
 """
 
-import contextlib
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -40,29 +39,13 @@ from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.config import opts
 from pci_passthrough.nova import ports as nova_ports
+from pci_passthrough.nova._migration_calls import MigrationCalls
+from pci_passthrough.nova._refusals import refused_as
 
 LOG = logging.getLogger(__name__)
-# What refuses a host for ports: nova tries another (reschedule, another
-# destination) or refuses the attach.
-_REFUSALS = (exception.ClaimFailed, exception.ClaimConflict,
-             exception.InvalidPortRequest, exception.AllocationMismatch,
-             exception.MigrationRefused)
 
 
-@contextlib.contextmanager
-def _refused_as(nova_error: str, what: str) -> Iterator[None]:
-    """A refusal of the library's, raised as nova's exception
-    ``nova_error`` with the reason; nova is imported only here: the
-    plugin runs in nova, its tests may not."""
-    try:
-        yield
-    except _REFUSALS as exc:
-        nova_exception = importlib.import_module("nova.exception")
-        raise getattr(nova_exception, nova_error)(
-            reason=f"{what}: {exc}") from exc
-
-
-class SriovPlugin:
+class SriovPlugin(MigrationCalls):
     """One compute host's SR-IOV ports, for nova's libvirt driver.
 
     :param conf: nova-compute's configuration, already parsed; the
@@ -73,8 +56,8 @@ class SriovPlugin:
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         opts.register_opts(conf)
         self._conf = conf
-        self._agent: HostAgent | None = None
-        self._policy: nova_ports.PortPolicy | None = None
+        self._agent = None
+        self._policy = None
 
     @property
     def agent(self) -> HostAgent | None:
@@ -158,7 +141,7 @@ class SriovPlugin:
             claimed.
         """
         agent, policy = self._started("claim_instance")
-        with _refused_as("ComputeResourcesUnavailable",
+        with refused_as("ComputeResourcesUnavailable",
                          f"SR-IOV ports on node {nodename}"):
             requests = [nova_ports.pci_port_request(r, instance, policy)
                         for r in pci_requests]
@@ -237,7 +220,7 @@ class SriovPlugin:
             serves it; nothing is claimed.
         """
         agent, policy = self._started("claim_port")
-        with _refused_as("ComputeResourcesUnavailable",
+        with refused_as("ComputeResourcesUnavailable",
                          f"SR-IOV port on node {nodename}"):
             request = nova_ports.pci_port_request(pci_request, instance,
                                                   policy)
@@ -268,82 +251,9 @@ class SriovPlugin:
         agent, _ = self._started("release_port")
         agent.release_port(instance.uuid, port_id)
 
-    # -- live migration ----------------------------------------------------
-
-    def port_slots(self, instance: Any) -> dict[str, int]:
-        """On the source: the slot of each port (the index in its
-        network's name), for the destination to claim in the same
-        slots."""
-        agent, _ = self._started("port_slots")
-        return agent.port_slots(instance.uuid)
-
-    def prepare_incoming_migration(self, instance: Any, network_info: Any,
-                                   slots: Any) -> dict[str, dict[str, Any]]:
-        """On the destination, before the migration: a VF for each
-        port, leased, and its network under the name the guest uses;
-        the binding profile of each port here, by port UUID.
-        Idempotent (pre_live_migration may call it again).
-
-        :param slots: the source's port_slots().
-        :raises nova.exception.MigrationPreCheckError: this host cannot
-            serve the ports; nothing is claimed or defined here.
-        """
-        agent, policy = self._started("prepare_incoming_migration")
-        with _refused_as("MigrationPreCheckError", "SR-IOV ports"):
-            if not isinstance(slots, Mapping):
-                raise exception.InvalidPortRequest(
-                    port="-", reason=f"the source's slots are not a dict: "
-                                     f"{slots!r:.60}")
-            requests = nova_ports.port_requests(
-                network_info, instance, policy, slots=dict(slots))
-            agent.prepare_incoming_migration(instance.uuid, requests)
-        return {r.port_id: agent.binding_profile(instance.uuid, r.port_id)
-                for r in requests if r.port_id is not None}
-
-    def begin_outgoing_migration(self, instance: Any) -> None:
-        """On the source, as the migration starts."""
-        agent, _ = self._started("begin_outgoing_migration")
-        agent.begin_outgoing_migration(instance.uuid)
-
-    def complete_incoming_migration(self, instance: Any) -> None:
-        """On the destination, once the guest runs here: its claims
-        become plain ones.
-
-        :raises MigrationNotPrepared: the instance holds nothing here
-            (its lease ran out and was expired): its VFs here are no
-            longer held for it.
-        """
-        agent, _ = self._started("complete_incoming_migration")
-        agent.complete_incoming_migration(instance.uuid)
-
-    def complete_outgoing_migration(self, instance: Any) -> None:
-        """On the source, once the guest left: its networks here go and
-        its VFs are restored and freed."""
-        agent, _ = self._started("complete_outgoing_migration")
-        agent.complete_outgoing_migration(instance.uuid)
-
-    def abort_incoming_migration(self, instance: Any) -> None:
-        """On the destination, after a failed migration: what prepare
-        claimed and defined here goes."""
-        agent, _ = self._started("abort_incoming_migration")
-        agent.abort_incoming_migration(instance.uuid)
-
-    def abort_outgoing_migration(self, instance: Any) -> None:
-        """On the source, after a failed migration: the ports are plugged
-        here again."""
-        agent, _ = self._started("abort_outgoing_migration")
-        agent.abort_outgoing_migration(instance.uuid)
-
     def update_available_resource(self, nodename: str) -> None:
         """From nova's periodic resource update: rescan the host and
         reconcile what changed (HostAgent.refresh())."""
         agent = self._agent
         if agent is not None:
             agent.refresh()
-
-    def _started(self, call: str
-                 ) -> tuple[HostAgent, nova_ports.PortPolicy]:
-        agent, policy = self._agent, self._policy
-        if agent is None or policy is None:
-            raise exception.PluginNotStarted(method=call)
-        return agent, policy
