@@ -82,8 +82,13 @@ class OnePort:
         allocs = self._tracker.allocations(instance_uuid)
         alloc = self._held(instance_uuid, port_id, allocs)
         held = self._tracker.port_requests(instance_uuid)[alloc.port_index]
-        # Checked as a claim's request is (MAC form, VLAN range).
-        wanted = dataclasses.replace(held, mac=mac, vlan=vlan)
+        # Checked as a claim's request is (MAC form, VLAN range), and
+        # refused naming the port, not its slot.
+        try:
+            wanted = dataclasses.replace(held, mac=mac, vlan=vlan)
+        except exception.InvalidPortRequest as exc:
+            raise exception.InvalidPortRequest(
+                port=port_id, reason=exc.kwargs.get("reason", exc)) from None
         if (held.mac, held.vlan) == (wanted.mac, wanted.vlan):
             return self._networks.named([alloc])[0]
         if alloc.state in NETWORKED:

@@ -6,6 +6,8 @@ VLAN is known; the plug uses what bind_port records.  On simulated hosts
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from pci_passthrough import PortRequest, exception
@@ -111,3 +113,41 @@ def test_binding_a_port_not_held_names_it(host):
     with pytest.raises(exception.InvalidPortRequest,
                        match=f"port {port}: instance {inst} holds no claim"):
         agent.bind_port(inst, port, mac=MAC, vlan=None)
+
+
+# -- hostile input -----------------------------------------------------------
+
+JUNK = (st.none() | st.booleans() | st.integers(-2**40, 2**40)
+        | st.floats(allow_nan=True) | st.text(max_size=20)
+        | st.binary(max_size=8) | st.lists(st.integers(), max_size=2))
+MACS = st.sampled_from([MAC, MAC.upper(), "fa:16:3e:00:00:0b"]) | JUNK
+VLANS = st.sampled_from([None, 1, 100, 4094, "100", 0]) | JUNK
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(st.lists(st.tuples(MACS, VLANS), min_size=1, max_size=4))
+def test_any_binding_is_recorded_whole_or_refused_with_nothing_changed(
+        host, bindings):
+    agent = host.new_agent()
+    try:
+        inst, port = new_uuid(), str(uuid.uuid4())
+        agent.claim(inst, [unbound(port)])
+        for mac, vlan in bindings:
+            (before,) = agent.allocations(inst)
+            try:
+                bound = agent.bind_port(inst, port, mac=mac, vlan=vlan)
+            except exception.InvalidPortRequest as exc:
+                assert str(exc).startswith(
+                    f"Invalid request for port {port}: ")
+                assert agent.allocations(inst) == [before]
+                continue
+            assert bound.mac == (mac.lower() if isinstance(mac, str)
+                                 else mac)
+            assert bound.vlan is None or 1 <= bound.vlan <= 4094
+            assert agent.allocations(inst) == [bound]
+        agent.release(inst)
+        assert agent.allocations() == []
+    finally:
+        agent.close()
