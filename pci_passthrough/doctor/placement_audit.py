@@ -113,7 +113,6 @@ def observe(client: PlacementClient, nodename: str,
         # missing name, never a listing of the whole fleet.
         elsewhere = {}
         for name in sorted(set(names) - set(providers)):
-            path = f"/resource_providers?name={_q(name)}"
             holder = name_holder(client, name, root)
             if holder is not None:
                 elsewhere[name] = holder
