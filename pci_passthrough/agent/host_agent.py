@@ -128,7 +128,8 @@ class HostAgent(PortCalls):
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
               allocation: Mapping[Any, Any] | None = None,
-              provider_mapping: Mapping[str, Any] | None = None
+              provider_mapping: Mapping[str, Any] | None = None,
+              unplaced: Collection[str] = ()
               ) -> list[Allocation]:
         """Claim one device per port, all or nothing.
 
@@ -146,6 +147,9 @@ class HostAgent(PortCalls):
         :param provider_mapping: nova's request group mapping
             (requester id, the port's UUID, -> provider UUIDs): each
             port's PF provider is the one of this host in its group.
+        :param unplaced: with ``provider_mapping``, the UUIDs of ports
+            that have no request group (their flavor cannot be one in
+            Placement): they take any VF that serves them.
         :raises ClaimConflict: a port is held with another flavor, spec,
             MAC or VLAN than this request's.
         :raises InvalidPortRequest: a VLAN the network driver cannot
@@ -158,7 +162,7 @@ class HostAgent(PortCalls):
         with self._gate.instance("claim", instance_uuid):
             return self._parts.ports.claim(
                 instance_uuid, ports, numa_cells, allocation=allocation,
-                provider_mapping=provider_mapping)
+                provider_mapping=provider_mapping, unplaced=unplaced)
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         """Before boot: define and start the instance's networks.
@@ -185,15 +189,17 @@ class HostAgent(PortCalls):
     def prepare_incoming_migration(
             self, instance_uuid: str, ports: Sequence[PortRequest],
             numa_cells: Collection[int] | None = None, *,
-            allocation: Mapping[int, str] | None = None
+            allocation: Mapping[Any, Any] | None = None,
+            provider_mapping: Mapping[str, Any] | None = None,
+            unplaced: Collection[str] = ()
     ) -> list[PluggedPort]:
         """On the destination, before a live migration.
 
         Claims devices here and defines networks with the names the
         instance uses, holding this host's VFs.
 
-        :param allocation: the destination's Placement allocation, as
-            for claim().
+        :param allocation, provider_mapping, unplaced: the
+            destination's Placement allocation, as for claim().
         :raises MigrationRefused: when this host cannot serve every port;
             nothing is left claimed or defined here.
         :raises AllocationMismatch: the allocation does not fit this
@@ -202,7 +208,8 @@ class HostAgent(PortCalls):
         with self._gate.instance("prepare_incoming_migration",
                                  instance_uuid):
             return self._parts.migrations.prepare_incoming(
-                instance_uuid, ports, numa_cells, allocation=allocation)
+                instance_uuid, ports, numa_cells, allocation=allocation,
+                provider_mapping=provider_mapping, unplaced=unplaced)
 
     def complete_incoming_migration(self, instance_uuid: str
                                     ) -> list[Allocation]:

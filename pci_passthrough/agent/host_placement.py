@@ -2,7 +2,7 @@
 scan, the providers' UUIDs once learnt, the request a flavor makes, and
 which VFs a scheduler's allocation leaves a port."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from pci_passthrough import exception
@@ -16,7 +16,7 @@ from pci_passthrough.agent._nova_allocation import (
 from pci_passthrough.agent.scan import HostScan
 from pci_passthrough.config.devspec import DeviceSpecList
 from pci_passthrough.config.flavors import FlavorSet
-from pci_passthrough.model.claims import PortRequest
+from pci_passthrough.model.claims import PortRequest, canonical_port_id
 from pci_passthrough.model.device import PciDevice
 from pci_passthrough.placement import allocation as placement_allocation
 from pci_passthrough.placement import provider_tree as placement_provider_tree
@@ -134,9 +134,11 @@ class HostPlacement:
 
     def allocated_vfs(self, instance: str, ports: Sequence[PortRequest],
                       allocation: Mapping[Any, Any],
-                      provider_mapping: Mapping[str, Any] | None = None
-                      ) -> dict[int, frozenset[str]]:
-        """Per port index, the VFs of the provider it was allocated on.
+                      provider_mapping: Mapping[str, Any] | None = None,
+                      unplaced: Collection[str] = ()
+                      ) -> dict[int, frozenset[str] | None]:
+        """Per port index, the VFs of the provider it was allocated on;
+        None for a port of ``unplaced``.
 
         :param allocation: per port index, a provider UUID; or, with
             ``provider_mapping``, nova's allocation of the instance
@@ -144,12 +146,22 @@ class HostPlacement:
         :param provider_mapping: nova's request group mapping
             (RequestSpec.get_request_group_mapping(): requester id, the
             port's UUID, -> the provider UUIDs of its request group).
+        :param unplaced: with ``provider_mapping``, the UUIDs of ports
+            that have no request group (their flavor cannot be one):
+            Placement did not place them, any VF that serves them will do.
         :raises AllocationMismatch: the allocation is malformed, does
             not name one provider per port, or names providers this host
             does not have (or does not know yet).
         """
+        free = frozenset(canonical_port_id(u) for u in unplaced)
+        if free and provider_mapping is None:
+            raise exception.AllocationMismatch(
+                instance=instance,
+                reason="ports without a request group need nova's form "
+                       "of allocation (provider_mapping)")
+        placed = [p for p in ports if p.port_id not in free]
         if provider_mapping is not None:
-            allocation = self._nova_per_port(instance, ports, allocation,
+            allocation = self._nova_per_port(instance, placed, allocation,
                                              provider_mapping)
         elif isinstance(allocation, Mapping) and allocation and all(
                 isinstance(v, Mapping) for v in allocation.values()):
@@ -164,7 +176,7 @@ class HostPlacement:
                 instance=instance,
                 reason=f"expected a mapping of port index to provider "
                        f"UUID, got {shorten(repr(allocation))}")
-        indexes = [p.index for p in ports]
+        indexes = [p.index for p in placed]
         lacking = sorted(set(indexes) - set(allocation))
         extra = sorted(set(allocation) - set(indexes))
         if lacking or extra:
@@ -179,8 +191,11 @@ class HostPlacement:
         chosen = placement_allocation.port_providers(
             self.tree(nodename), instance, uuids,
             [allocation[i] for i in indexes])
-        return {i: frozenset(p.vfs)
-                for i, p in zip(indexes, chosen, strict=True)}
+        within: dict[int, frozenset[str] | None] = {
+            p.index: None for p in ports}
+        within.update({i: frozenset(p.vfs)
+                       for i, p in zip(indexes, chosen, strict=True)})
+        return within
 
     def _known(self, instance: str) -> tuple[str, dict[str, str]]:
         known = self._uuids

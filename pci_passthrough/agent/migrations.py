@@ -4,7 +4,7 @@ confirmed or aborted (or expires, see Leases); the source marks its
 ports outgoing until the migration completes or aborts."""
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oslo_log import log as logging
 
@@ -46,14 +46,18 @@ class Migrations:
     def prepare_incoming(self, instance_uuid: str,
                          ports: Sequence[PortRequest],
                          numa_cells: Collection[int] | None = None, *,
-                         allocation: Mapping[int, str] | None = None
+                         allocation: Mapping[Any, Any] | None = None,
+                         provider_mapping: Mapping[str, Any] | None = None,
+                         unplaced: Collection[str] = ()
                          ) -> list[PluggedPort]:
         with self._metrics.time_incoming_migration_prepare():
             held = {a.port_index for a in
                     self._tracker.allocations(instance_uuid)}
             try:
-                self._ports.claim_devices(instance_uuid, ports, numa_cells,
-                                          allocation, incoming=True)
+                self._ports.claim_devices(
+                    instance_uuid, ports, numa_cells, allocation,
+                    incoming=True, provider_mapping=provider_mapping,
+                    unplaced=unplaced)
             except (exception.ClaimFailed,
                     exception.InvalidPortRequest) as exc:
                 raise exception.MigrationRefused(

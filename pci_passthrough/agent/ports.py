@@ -86,12 +86,13 @@ class Ports:
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None = None, *,
               allocation: Mapping[Any, Any] | None = None,
-              provider_mapping: Mapping[str, Any] | None = None
+              provider_mapping: Mapping[str, Any] | None = None,
+              unplaced: Collection[str] = ()
               ) -> list[Allocation]:
         with self._metrics.time_claim():
             return self._networks.named(self.claim_devices(
                 instance_uuid, ports, numa_cells, allocation,
-                provider_mapping=provider_mapping))
+                provider_mapping=provider_mapping, unplaced=unplaced))
 
     def plug(self, instance_uuid: str) -> list[PluggedPort]:
         with self._metrics.time_plug():
@@ -110,7 +111,8 @@ class Ports:
                       numa_cells: Collection[int] | None,
                       allocation: Mapping[Any, Any] | None = None,
                       incoming: bool = False, *,
-                      provider_mapping: Mapping[str, Any] | None = None
+                      provider_mapping: Mapping[str, Any] | None = None,
+                      unplaced: Collection[str] = ()
                       ) -> list[Allocation]:
         """Claim a device for each port the instance does not hold yet
         (leased, when ``incoming``); the ports' claims, by index.
@@ -136,7 +138,7 @@ class Ports:
         within = None
         if allocation is not None:
             within = self._allocated(instance_uuid, ports, allocation, held,
-                                     provider_mapping)
+                                     provider_mapping, unplaced)
         try:
             new = (self._tracker.claim(
                 instance_uuid, missing, numa_cells, state=state,
@@ -302,15 +304,19 @@ class Ports:
     def _allocated(self, instance: str, ports: Sequence[PortRequest],
                    allocation: Mapping[Any, Any],
                    held: Mapping[int, Allocation],
-                   provider_mapping: Mapping[str, Any] | None
-                   ) -> dict[int, frozenset[str]]:
-        """Per port, the VFs of the PF Placement allocated it on; the
-        ports already held must be on theirs."""
+                   provider_mapping: Mapping[str, Any] | None,
+                   unplaced: Collection[str] = ()
+                   ) -> dict[int, frozenset[str] | None]:
+        """Per port, the VFs of the PF Placement allocated it on (None:
+        Placement did not place it); the ports already held must be on
+        theirs."""
         within = self._placement.allocated_vfs(instance, ports, allocation,
-                                               provider_mapping)
+                                               provider_mapping, unplaced)
         for port in ports:
             have = held.get(port.index)
-            if have is not None and have.address not in within[port.index]:
+            only = within[port.index]
+            if have is not None and only is not None and \
+                    have.address not in only:
                 raise exception.AllocationMismatch(
                     instance=instance,
                     reason=f"port {port.name} holds {have.address}, "

@@ -25,14 +25,22 @@ class MigrationCalls:
         agent, _ = self._started("port_slots")
         return agent.port_slots(instance.uuid)
 
-    def prepare_incoming_migration(self, instance: Any, network_info: Any,
-                                   slots: Any) -> dict[str, dict[str, Any]]:
+    def prepare_incoming_migration(
+            self, instance: Any, network_info: Any, slots: Any,
+            allocations: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """On the destination, before the migration: a VF for each
         port, leased, and its network under the name the guest uses;
         the binding profile of each port here, by port UUID.
         Idempotent (pre_live_migration may call it again).
 
+        A port the scheduler placed here (nova's conductor wrote the
+        destination's providers in the instance's PCI requests) takes a
+        VF of the PF provider its unit was allocated on.
+
         :param slots: the source's port_slots().
+        :param allocations: the instance's allocation in Placement,
+            which is the destination's while it migrates.
         :raises nova.exception.MigrationPreCheckError: this host cannot
             serve the ports; nothing is claimed or defined here.
         """
@@ -44,7 +52,14 @@ class MigrationCalls:
                                      f"{slots!r:.60}")
             requests = nova_ports.port_requests(
                 network_info, instance, policy, slots=dict(slots))
-            agent.prepare_incoming_migration(instance.uuid, requests)
+            ours = {r.port_id for r in requests}
+            pci_requests = [
+                r for r in _pci_requests(instance)
+                if nova_ports.port_id_of_request(r) in ours]
+            placement = nova_ports.placement_arguments(
+                instance, pci_requests, allocations)
+            agent.prepare_incoming_migration(instance.uuid, requests,
+                                             **placement)
         return {r.port_id: agent.binding_profile(instance.uuid, r.port_id)
                 for r in requests if r.port_id is not None}
 
@@ -92,3 +107,11 @@ class MigrationCalls:
         if agent is None or policy is None:
             raise exception.PluginNotStarted(method=call)
         return agent, policy
+
+
+def _pci_requests(instance: Any) -> list[Any]:
+    """The instance's PCI requests that name a port."""
+    requests = getattr(getattr(instance, "pci_requests", None),
+                       "requests", None) or []
+    return [r for r in requests
+            if getattr(r, "requester_id", None) is not None]

@@ -40,6 +40,7 @@ refused rather than given an untrusted VF.
 """
 
 import dataclasses
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -55,6 +56,10 @@ VNIC_TYPE_MACVTAP = "macvtap"
 #: ``<FLAVOR_EXTRA_SPEC>:<physnet>`` for those on one physical network.
 FLAVOR_EXTRA_SPEC = "pci_passthrough_port:flavor"
 # nova's strutils.bool_from_string, the strings it reads as true.
+#: Where nova writes the providers of a PCI request's request groups.
+RP_UUIDS_KEY = "rp_uuids"
+# More providers than any request group is fulfilled from.
+_MAX_PROVIDERS = 16
 _TRUE = frozenset({"1", "t", "true", "on", "y", "yes"})
 _FALSE = frozenset({"0", "f", "false", "off", "n", "no"})
 
@@ -96,6 +101,15 @@ def port_id_of(vif: Any) -> str:
         raise exception.InvalidPortRequest(
             port="-", reason=f"a VIF is a dict, not {_shown(vif)}")
     return canonical_port_id(vif.get("id"))
+
+
+def port_id_of_request(pci_request: Any) -> str:
+    """The port UUID of a port's PCI request (its ``requester_id``),
+    canonical.
+
+    :raises InvalidPortRequest: it has none.
+    """
+    return canonical_port_id(getattr(pci_request, "requester_id", None))
 
 
 def port_requests(network_info: Any, instance: Any, policy: PortPolicy,
@@ -186,6 +200,70 @@ def pci_port_request(pci_request: Any, instance: Any, policy: PortPolicy
                   f"({_shown(physnet)})")
     return _request(port_id, physnet, _trusted(spec, bad), instance,
                     policy, bad)
+
+
+def placed_on(pci_request: Any) -> tuple[str, tuple[str, ...]] | None:
+    """The port's UUID and the providers Placement allocated its VF on,
+    from its PCI request; None when the scheduler did not place it.
+
+    Nova writes them where it writes them for its own PCI devices in
+    Placement (compute.utils.update_pci_request_with_placement_allocations):
+    ``spec[0]['rp_uuids']``, comma separated, from the request group
+    whose requester id is ``<request_id>-0``.
+
+    :raises InvalidPortRequest: naming the port: not UUIDs.
+    """
+    port_id = port_id_of_request(pci_request)
+    specs = getattr(pci_request, "spec", None)
+    if isinstance(specs, (str, bytes, Mapping)) or \
+            not isinstance(specs, Sequence) or not specs or \
+            not isinstance(specs[0], Mapping):
+        return None
+    value = specs[0].get(RP_UUIDS_KEY)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 37 * _MAX_PROVIDERS:
+        raise exception.InvalidPortRequest(
+            port=port_id, reason=f"its PCI request's {RP_UUIDS_KEY} "
+                                 f"{_shown(value)} is not a comma "
+                                 f"separated list of UUIDs")
+    try:
+        uuids = tuple(str(uuid.UUID(u.strip())) for u in value.split(","))
+    except ValueError:
+        raise exception.InvalidPortRequest(
+            port=port_id, reason=f"its PCI request's {RP_UUIDS_KEY} "
+                                 f"{_shown(value)} is not a comma "
+                                 f"separated list of UUIDs") from None
+    return port_id, uuids
+
+
+def placement_arguments(instance: Any, pci_requests: Sequence[Any],
+                        allocations: Mapping[str, Any] | None
+                        ) -> dict[str, Any]:
+    """HostAgent.claim()'s Placement arguments from the providers nova
+    wrote in the ports' PCI requests: none when no port was placed.
+
+    :raises AllocationMismatch: a port was placed but nova gave no
+        allocation.
+    :raises InvalidPortRequest: naming the port.
+    """
+    placed = {}
+    unplaced: list[str] = []
+    for request in pci_requests:
+        found = placed_on(request)
+        if found is None:
+            unplaced.append(port_id_of_request(request))
+        else:
+            placed[found[0]] = list(found[1])
+    if not placed:
+        return {}
+    if allocations is None:
+        raise exception.AllocationMismatch(
+            instance=instance.uuid,
+            reason=f"ports {', '.join(sorted(placed))} were placed by the "
+                   f"scheduler, but nova gave no allocation")
+    return {"allocation": allocations, "provider_mapping": placed,
+            "unplaced": unplaced}
 
 
 def _request(port_id: str, physnet: str, trusted: bool, instance: Any,

@@ -29,7 +29,7 @@ binding profiles), ``begin_outgoing_migration`` as it starts, then
 """
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -39,8 +39,10 @@ from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.config import opts
 from pci_passthrough.nova import ports as nova_ports
+from pci_passthrough.nova import request_groups
 from pci_passthrough.nova._migration_calls import MigrationCalls
 from pci_passthrough.nova._refusals import refused_as
+from pci_passthrough.placement import requests as placement_requests
 
 LOG = logging.getLogger(__name__)
 
@@ -127,15 +129,52 @@ class SriovPlugin(MigrationCalls):
         """Whether the port is the plugin's (a macvtap port)."""
         return nova_ports.is_ours(vif)
 
+    def request_group(self, pci_request: Any, flavor: Any
+                      ) -> dict[str, Any] | None:
+        """Where nova makes the request groups of an instance's PCI
+        requests (nova-api, nova-conductor; no init_host there): the
+        group of a port's request, in nova's RequestGroup terms
+        (``resources``, ``required_traits``, ``forbidden_traits``), or
+        None when its PCI flavor cannot be one group
+        (pci_passthrough.nova.request_groups).
+
+        :param flavor: the instance's nova flavor.
+        :raises InvalidPortRequest: the request or the PCI flavor its
+            extra spec names is malformed.
+        :raises ConfigError: the library's options are not valid here.
+        """
+        policy = self._policy or nova_ports.PortPolicy.from_conf(self._conf)
+        group = request_groups.port_group(pci_request, flavor, policy)
+        if group is None:
+            return None
+        return {"resources": group.resources,
+                "required_traits": set(group.required),
+                "forbidden_traits": set(group.forbidden)}
+
+    def placement_traits(self) -> frozenset[str]:
+        """The custom traits the ports' request groups may name, which
+        Placement must know before a query names them (forbidden ones
+        included): nova's report client ensures them."""
+        policy = self._policy or nova_ports.PortPolicy.from_conf(self._conf)
+        return placement_requests.flavor_traits(policy.flavors)
+
     def claim_instance(self, instance: Any, pci_requests: Sequence[Any],
-                       nodename: str) -> list[str]:
+                       nodename: str,
+                       allocations: Mapping[str, Any] | None = None
+                       ) -> list[str]:
         """At nova's resource claim: a VF for each port nova's PCI
         requests name, all or nothing (a claim repeated claims nothing
         twice); the VFs' addresses, in the requests' order.
 
+        A port the scheduler placed (its request's ``rp_uuids``) takes
+        a VF of the PF provider its unit was allocated on.
+
         :param pci_requests: the instance's PCI requests of the plugin's
             ports (``InstancePCIRequest``: ``requester_id`` the port's
             UUID, ``spec`` its physical network and trusted).
+        :param allocations: the instance's allocation in Placement
+            ({provider UUID: {"resources": ...}}): required when a port
+            was placed.
         :raises nova.exception.ComputeResourcesUnavailable: this host
             cannot serve the ports (nova reschedules); nothing is
             claimed.
@@ -145,9 +184,36 @@ class SriovPlugin(MigrationCalls):
                          f"SR-IOV ports on node {nodename}"):
             requests = [nova_ports.pci_port_request(r, instance, policy)
                         for r in pci_requests]
-            claims = agent.claim(instance.uuid, requests)
+            placement = nova_ports.placement_arguments(
+                instance, pci_requests, allocations)
+            claims = agent.claim(instance.uuid, requests, **placement)
         by_port = {c.port_id: c.address for c in claims}
         return [by_port[r.port_id] for r in requests]
+
+    def unallocated_resources(self, instance: Any,
+                              allocations: Mapping[str, Any] | None
+                              ) -> dict[str, dict[str, dict[str, int]]]:
+        """What the instance's VFs here take in Placement beyond
+        ``allocations`` (the instance's, as nova read it): the units of
+        the ports the scheduler did not place, in nova's allocation
+        request form, for nova to add."""
+        have = allocations if isinstance(allocations, Mapping) else {}
+        missing = {}
+        for uuid, entry in self.placement_resources(instance).items():
+            held = have.get(uuid)
+            held_units = held.get("resources") if isinstance(
+                held, Mapping) else None
+            if not isinstance(held_units, Mapping):
+                held_units = {}
+            units = {}
+            for rc, amount in entry["resources"].items():
+                got = held_units.get(rc, 0)
+                got = got if type(got) is int and got > 0 else 0
+                if amount > got:
+                    units[rc] = amount - got
+            if units:
+                missing[uuid] = {"resources": units}
+        return missing
 
     def placement_resources(self, instance: Any, port_id: str | None = None
                             ) -> dict[str, dict[str, dict[str, int]]]:
@@ -257,3 +323,4 @@ class SriovPlugin(MigrationCalls):
         agent = self._agent
         if agent is not None:
             agent.refresh()
+

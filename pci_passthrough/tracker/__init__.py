@@ -160,14 +160,15 @@ class HostTracker:
               numa_cells: Collection[int] | None = None, *,
               state: PortState = PortState.CLAIMED,
               lease_started: LeaseStart | None = None,
-              within: Sequence[Collection[str]] | None = None
+              within: Sequence[Collection[str] | None] | None = None
               ) -> list[Allocation]:
         """One device per port, all or nothing, recorded before return.
 
         :param state: CLAIMED, or INCOMING for a live migration's
             destination, whose lease starts at ``lease_started``.
         :param within: per port, the only devices it may take (the VFs of
-            the PF provider Placement allocated it on).
+            the PF provider Placement allocated it on); None for a port
+            Placement did not place.
 
         :raises ClaimFailed: naming the port, its flavor and why no device
             serves it; nothing changed.
@@ -178,7 +179,7 @@ class HostTracker:
     def _select(self, instance: str,
                 wanted: Sequence[tuple[PortRequest, tuple[FlavorSpec, ...]]],
                 cells: Collection[int] | None,
-                within: Sequence[Collection[str]] | None = None
+                within: Sequence[Collection[str] | None] | None = None
                 ) -> list[str]:
         # The in-memory choice a claim makes, without the ledger (the
         # tracker benchmark times it alone).

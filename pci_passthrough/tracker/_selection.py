@@ -94,7 +94,7 @@ class Selector:
     def select(self, instance: str,
                wanted: Sequence[tuple[PortRequest, tuple[FlavorSpec, ...]]],
                cells: Collection[int] | None,
-               within: Sequence[Collection[str]] | None = None
+               within: Sequence[Collection[str] | None] | None = None
                ) -> list[str]:
         """One device per port, each filtered as taken by the ports
         before it.
@@ -104,7 +104,8 @@ class Selector:
         """
         taken: dict[str, str | None] = {}
         for n, (port, specs) in enumerate(wanted):
-            allowed = None if within is None else frozenset(within[n])
+            only = None if within is None else within[n]
+            allowed = None if only is None else frozenset(only)
             req = self.request(specs, port.needs_netdev, cells, allowed,
                                taken=dict(taken))
             address = self.pick(req)

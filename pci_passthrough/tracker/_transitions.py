@@ -49,7 +49,7 @@ class Transitions:
     def claim(self, instance_uuid: str, ports: Sequence[PortRequest],
               numa_cells: Collection[int] | None, state: PortState,
               lease_started: LeaseStart | None,
-              within: Sequence[Collection[str]] | None
+              within: Sequence[Collection[str] | None] | None
               ) -> list[Allocation]:
         """See HostTracker.claim."""
         if within is not None and len(within) != len(ports):

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.nova_provider_tree import NovaProviderTree
 from pci_passthrough.nova.sriov_plugin import SriovPlugin
 
 nova_exception = pytest.importorskip("nova.exception")
@@ -60,4 +61,28 @@ def test_a_destination_that_cannot_serve_refuses_the_migration(plugin):
     with pytest.raises(nova_exception.MigrationPreCheckError,
                        match="slots are not a dict"):
         plugin.prepare_incoming_migration(inst, [vif], None)
+    assert plugin.agent.allocations() == []
+
+
+def test_an_allocation_on_another_hosts_provider_is_refused(plugin):
+    # The port's request names a provider that is not this host's (the
+    # scheduler's choice was for another host): nova reschedules, or
+    # tries another destination; nothing is claimed here.
+    plugin.update_provider_tree(NovaProviderTree("h"), "h")
+    elsewhere = str(uuid.uuid4())
+    allocations = {elsewhere: {"resources": {"CUSTOM_PCI_8086_154C": 1}}}
+    request = pci_request()
+    request.spec[0]["rp_uuids"] = elsewhere
+    inst = instance()
+    with pytest.raises(nova_exception.ComputeResourcesUnavailable,
+                       match="names 0 PF providers of this host"):
+        plugin.claim_instance(inst, [request], "h", allocations)
+    vif = {"id": request.requester_id, "address": "fa:16:3e:00:00:01",
+           "vnic_type": "macvtap", "profile": {}, "details": {},
+           "network": {"meta": {"physical_network": "physnet1"}}}
+    inst.pci_requests = types.SimpleNamespace(requests=[request])
+    with pytest.raises(nova_exception.MigrationPreCheckError,
+                       match="names 0 PF providers of this host"):
+        plugin.prepare_incoming_migration(
+            inst, [vif], {request.requester_id: 0}, allocations)
     assert plugin.agent.allocations() == []

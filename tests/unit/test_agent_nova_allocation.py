@@ -147,3 +147,25 @@ def test_placement_resources_need_the_providers_uuids(tmp_path):
         with pytest.raises(exception.AllocationMismatch,
                            match="does not know its Placement providers"):
             fresh.agent.placement_resources(inst)
+
+
+def test_an_unplaced_port_takes_any_vf_that_serves_it(host):
+    # Its flavor had no request group: Placement did not place it; the
+    # placed one still takes its group's provider.
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    held = host.agent.claim(
+        new_uuid(), [port(a, "grp1"), port(b)],
+        allocation={host.rp[CX6]: resources(host, CX6)},
+        provider_mapping={a: [host.rp[CX6]]}, unplaced=[b.upper()])
+    assert held[0].address in host.vfs[CX6]
+    assert held[1].address in host.vfs[X710A] | host.vfs[X710B]
+
+
+def test_unplaced_ports_need_novas_form(host):
+    inst = new_uuid()
+    with pytest.raises(exception.AllocationMismatch,
+                       match="need nova's form of allocation"):
+        host.agent.claim(inst, [port(str(uuid.uuid4()))],
+                         allocation={0: host.rp[X710A]},
+                         unplaced=[str(uuid.uuid4())])
+    assert host.agent.allocations(inst) == []

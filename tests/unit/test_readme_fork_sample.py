@@ -16,6 +16,7 @@ from oslo_config import cfg
 
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
 from pci_passthrough.fixtures.nova_provider_tree import NovaProviderTree
+from pci_passthrough.model import placement_names as names
 from pci_passthrough.nova.sriov_plugin import SriovPlugin
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -110,9 +111,14 @@ def test_the_readme_plugin_sample_runs(tmp_path):
                  "provider_tree": provider_tree,
                  "plugin_requests": [pci_request(v["id"]) for v in ours],
                  "new_request": pci_request(new_vif["id"]),
-                 "new_vif": new_vif, "dest_plugin": dest_plugin}
+                 "new_vif": new_vif, "dest_plugin": dest_plugin,
+                 # The standard host's flavors name no resource class:
+                 # the scheduler placed no port, allocated no VF.
+                 "allocations": {}, "dest_allocations": {}}
         try:
             exec(compile(fork_samples()[0], str(README), "exec"), scope)
+            assert scope["groups"] == [None, None]
+            assert names.marker_trait("group") in scope["traits"]
             # One unit per VF on its PF's provider (read from the sysfs
             # tree): both VFs here are on one PF.
             (pf,) = {src.tree.devices[p["pci_slot"]].parent_addr
@@ -151,7 +157,7 @@ def test_the_plugin_methods_of_the_sample_are_those_the_patches_call():
         if line.startswith("+") and not line.startswith("+++"))
     # self._sriov_plugin.X(, self.driver.sriov_plugin.X(, plugin.X(
     called = set(re.findall(r"\b_?(?:sriov_)?plugin\.([a-z_]+)\(", added))
-    assert len(named) >= 19
+    assert len(named) >= 22
     assert named - called == set()
     # And the other way: the sample leaves out no call of the fork's
     # (the fork's modules nova.conf.sriov_plugin and

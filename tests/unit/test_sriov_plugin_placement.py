@@ -1,0 +1,165 @@
+"""The plugin's claims where the scheduler placed the ports: nova wrote
+each placed port's provider in its PCI request (``rp_uuids``) and hands
+the instance's allocation to claim_instance and
+prepare_incoming_migration; unallocated_resources is what nova still
+adds.  On a simulated host (the standard layout: an X710 with three VFs
+on physnet1, a ConnectX with two of group grp1 on physnet2) whose
+providers nova's ProviderTree stand-in holds."""
+
+import types
+import uuid
+
+import pytest
+
+from pci_passthrough import exception
+from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
+from pci_passthrough.fixtures.nova_provider_tree import NovaProviderTree
+from pci_passthrough.nova import ports as nova_ports
+from pci_passthrough.nova.sriov_plugin import SriovPlugin
+
+X710 = "0000:3b:00.0"
+
+
+class Host:
+    def __init__(self, workdir, nodename):
+        self.sim = AgentHost(workdir)
+        self.nodename = nodename
+        self.plugin = SriovPlugin(self.sim.conf)
+        self.plugin.init_host(nodename)
+        self.tree = NovaProviderTree(nodename)
+        self.plugin.update_provider_tree(self.tree, nodename)
+        self.agent = self.plugin.agent
+
+    def provider(self, pf=X710):
+        """The UUID and class of the PF's provider."""
+        data = self.tree.data(f"{self.nodename}_{pf.upper()}_pcipt")
+        (rc,) = data.inventory
+        return data.uuid, rc
+
+    def vfs(self, pf=X710):
+        return {a for a, d in self.sim.tree.devices.items()
+                if d.parent_addr == pf}
+
+    def close(self):
+        self.plugin.cleanup_host(self.nodename)
+        self.sim.close()
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = Host(tmp_path / "a", "cmp1")
+    yield h
+    h.close()
+
+
+def instance():
+    return types.SimpleNamespace(
+        uuid=new_uuid(), flavor=types.SimpleNamespace(extra_specs={}),
+        pci_requests=types.SimpleNamespace(requests=[]))
+
+
+def pci_request(rp_uuids=None, physnet="physnet1"):
+    spec = {"physical_network": physnet, "sriov_plugin": "pci_passthrough"}
+    if rp_uuids is not None:
+        spec["rp_uuids"] = rp_uuids
+    return types.SimpleNamespace(requester_id=str(uuid.uuid4()),
+                                 request_id=str(uuid.uuid4()), spec=[spec])
+
+
+def test_a_placed_port_takes_a_vf_of_its_provider(host):
+    rp, rc = host.provider()
+    inst = instance()
+    allocations = {rp: {"resources": {rc: 1}}, str(uuid.uuid4()): {
+        "resources": {"VCPU": 1}}}
+
+    (vf,) = host.plugin.claim_instance(inst, [pci_request(rp)], "cmp1",
+                                       allocations)
+
+    assert vf in host.vfs()
+    # The scheduler allocated it already: nova adds nothing.
+    assert host.plugin.unallocated_resources(inst, allocations) == {}
+
+
+def test_ports_with_and_without_a_group_on_one_instance(host):
+    rp, rc = host.provider()
+    inst = instance()
+    allocations = {rp: {"resources": {rc: 1}}}
+    placed, free = pci_request(rp), pci_request()
+
+    vfs = host.plugin.claim_instance(inst, [placed, free], "cmp1",
+                                     allocations)
+
+    assert len(set(vfs)) == 2 and set(vfs) <= host.vfs()
+    # The unplaced port's unit is what nova adds.
+    assert host.plugin.unallocated_resources(inst, allocations) == {
+        rp: {"resources": {rc: 1}}}
+    # Nothing placed, nothing allocated: every unit is added.
+    assert host.plugin.unallocated_resources(inst, None) == {
+        rp: {"resources": {rc: 2}}}
+
+
+def test_no_placed_port_claims_as_before(host):
+    inst = instance()
+    (vf,) = host.plugin.claim_instance(inst, [pci_request()], "cmp1")
+    rp, rc = host.provider()
+    assert vf in host.vfs()
+    assert host.plugin.unallocated_resources(inst, {}) == {
+        rp: {"resources": {rc: 1}}}
+
+
+def test_an_incoming_migration_takes_the_destinations_provider(tmp_path):
+    src, dst = Host(tmp_path / "s", "src"), Host(tmp_path / "d", "dst")
+    try:
+        inst = instance()
+        port = pci_request(src.provider()[0])
+        vif = {"id": port.requester_id, "vnic_type": "macvtap",
+               "address": "fa:16:3e:00:00:01", "profile": {},
+               "details": {}, "network": {"meta": {
+                   "physical_network": "physnet1"}}}
+        rp, rc = src.provider()
+        src.plugin.claim_instance(inst, [port], "src",
+                                  {rp: {"resources": {rc: 1}}})
+        slots = src.plugin.port_slots(inst)
+        # The conductor wrote the destination's provider in the request.
+        drp, drc = dst.provider()
+        port.spec[0]["rp_uuids"] = drp
+        inst.pci_requests.requests = [port]
+        allocations = {drp: {"resources": {drc: 1}}}
+
+        profiles = dst.plugin.prepare_incoming_migration(
+            inst, [vif], slots, allocations)
+
+        assert profiles[port.requester_id]["pci_slot"] in dst.vfs()
+        assert dst.plugin.unallocated_resources(inst, allocations) == {}
+        dst.plugin.abort_incoming_migration(inst)
+        assert dst.agent.allocations() == []
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_placed_on_reads_novas_rp_uuids():
+    rp = str(uuid.uuid4())
+    request = pci_request(f" {rp.upper()} ")
+    assert nova_ports.placed_on(request) == (request.requester_id, (rp,))
+    assert nova_ports.placed_on(pci_request()) is None
+    assert nova_ports.placed_on(pci_request("")) is None
+
+
+@pytest.mark.parametrize("value", ["eth0", 7, ["x"], "a," * 400, ","])
+def test_placed_on_refuses_what_is_not_uuids(value):
+    request = pci_request(value)
+    with pytest.raises(exception.InvalidPortRequest,
+                       match=f"{request.requester_id}.*rp_uuids"):
+        nova_ports.placed_on(request)
+
+
+def test_a_placed_port_without_an_allocation_is_a_mismatch():
+    inst = instance()
+    with pytest.raises(exception.AllocationMismatch,
+                       match="placed by the scheduler, but nova gave no "
+                             "allocation"):
+        nova_ports.placement_arguments(
+            inst, [pci_request(str(uuid.uuid4()))], None)
+    assert nova_ports.placement_arguments(inst, [pci_request()], None) \
+        == {}
