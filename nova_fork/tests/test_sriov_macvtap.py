@@ -83,6 +83,15 @@ class _MacvtapPortsBase(
             networks=[{"port": p} for p in ports],
             expected_state=expected_state)
 
+    def resize(self, server, flavor_name):
+        """nova's resize to a new flavor.  fakelibvirt's guests have no
+        disk to move: the driver's migrate_disk_and_power_off is mocked,
+        as nova's own resize tests in test_pci_sriov_servers mock it."""
+        with mock.patch("nova.virt.libvirt.driver.LibvirtDriver"
+                        ".migrate_disk_and_power_off", return_value="{}"):
+            return self._resize_server(
+                server, self._create_flavor(name=flavor_name))
+
     def domain_interfaces(self, hostname, server):
         """The guest's interfaces as its domain XML has them: (type,
         source network, MAC)."""
@@ -200,11 +209,14 @@ class MacvtapPortsTest(_MacvtapPortsBase):
         self.assertEqual((), agent.doctor().findings)
         self.assert_placement_is_the_ledger("compute1", server, 2)
 
-    def test_hard_reboot_keeps_the_claims_and_networks(self):
+    def boot_the_fixtures_two_ports_on_compute1(self):
         self.start_compute("compute1")
-        agent = self.agent("compute1")
-        server = self.boot([self.neutron.macvtap_port["id"],
-                            self.neutron.macvtap_port2["id"]])
+        return self.agent("compute1"), self.boot(
+            [self.neutron.macvtap_port["id"],
+             self.neutron.macvtap_port2["id"]])
+
+    def test_hard_reboot_keeps_the_claims_and_networks(self):
+        agent, server = self.boot_the_fixtures_two_ports_on_compute1()
         claims = agent.allocations(server["id"])
         networks = self.networks("compute1")
         interfaces = self.domain_interfaces("compute1", server)
@@ -218,10 +230,7 @@ class MacvtapPortsTest(_MacvtapPortsBase):
         self.assert_placement_is_the_ledger("compute1", server, 2)
 
     def test_delete_leaves_no_network_and_no_claim(self):
-        self.start_compute("compute1")
-        agent = self.agent("compute1")
-        server = self.boot([self.neutron.macvtap_port["id"],
-                            self.neutron.macvtap_port2["id"]])
+        agent, server = self.boot_the_fixtures_two_ports_on_compute1()
         self.assertEqual(2, len(self.networks("compute1")))
 
         self.assert_placement_is_the_ledger("compute1", server, 2)
@@ -579,3 +588,69 @@ class AttachDetachTest(_MacvtapPortsBase):
         self.assertEqual(
             len(ports), len(self.domain_interfaces("compute2", server)))
         self.assert_placement_is_the_ledger("compute2", server, 2)
+
+
+class SameHostResizeTest(_MacvtapPortsBase):
+    """A resize where a resize to the same host is allowed: the ports
+    keep their VFs and networks; while the resize waits for its
+    confirmation both the migration's allocation and the instance's new
+    one hold the VFs' units (as for every resource of a resize on one
+    host); confirmed or reverted, Placement is the ledger again."""
+
+    def setUp(self):
+        super().setUp()
+        self.flags(allow_resize_to_same_host=True)
+        self.start_compute("compute1")
+
+    def boot_and_resize(self, flavor_name):
+        server = self.boot([self.new_port(), self.new_port()])
+        claims = self.agent("compute1").allocations(server["id"])
+        networks = self.networks("compute1")
+        server = self.resize(server, flavor_name)
+        self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(claims, self.agent("compute1").allocations(
+            server["id"]))
+        self.assertEqual(networks, self.networks("compute1"))
+        # The instance's new allocation holds the VFs' units too.
+        self.assertEqual(self.ledger_units("compute1", server),
+                         self.placement_units(server))
+        return server, claims
+
+    def test_a_confirmed_or_reverted_resize_keeps_the_vfs_and_units(self):
+        for finish in (self._confirm_resize, self._revert_resize):
+            server, claims = self.boot_and_resize(finish.__name__)
+
+            server = finish(server)
+
+            self.assertEqual(claims, self.agent("compute1").allocations(
+                server["id"]))
+            self.assert_placement_is_the_ledger("compute1", server, 2)
+            self.assertEqual((), self.agent("compute1").doctor().findings)
+            self._delete_server(server)
+
+    def test_a_resize_without_a_spare_vf_is_refused_with_nothing_lost(self):
+        # compute1's four VFs are held by two servers: the resize's
+        # second unit per port does not fit; the resize fails and the
+        # server stays as it was: active, its VFs, its networks and its
+        # allocation kept.
+        first = self.boot([self.new_port(), self.new_port()])
+        server = self.boot([self.new_port(), self.new_port()])
+        claims = self.agent("compute1").allocations(server["id"])
+        networks = self.networks("compute1")
+
+        exc = self.assertRaises(client.OpenStackApiException, self.resize,
+                                server, "bigger")
+
+        self.assertIn("the VFs of the ports could not be allocated in "
+                      "Placement", str(exc))
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("compute1", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(claims, self.agent("compute1").allocations(
+            server["id"]))
+        self.assertEqual(networks, self.networks("compute1"))
+        for each in (first, server):
+            self.assertEqual(self.ledger_units("compute1", each),
+                             self.placement_units(each))
+        # Nothing else holds a unit: the provider's usage is theirs.
+        (rp, rc), = self.our_providers().values()
+        self.assertEqual({rc: 4}, self._get_provider_usages(rp))

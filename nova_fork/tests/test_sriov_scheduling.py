@@ -141,3 +141,19 @@ class SchedulingTest(test_sriov_macvtap._MacvtapPortsBase):
         self.assertEqual(vf, self.profile(
             self.agent("compute2").allocations(server["id"])[0].port_id
         )["pci_slot"])
+
+    def test_a_resize_on_the_same_host_keeps_the_port_placed(self):
+        # The port keeps its VF: the scheduler is not asked for it, the
+        # resize claim adds its unit on its VF's provider (while the
+        # resize waits, the migration holds one too: a spare VF is
+        # needed there, as nova needs one for its own VFs); confirmed or
+        # reverted, the request and the allocation still name it.
+        self.flags(allow_resize_to_same_host=True)
+        self.start_compute("compute1")
+        for finish in (self._confirm_resize, self._revert_resize):
+            server = self.boot_one()
+            placed = self.assert_placed(server)
+            server = finish(self.resize(server, finish.__name__))
+            self.assertEqual(placed, self.assert_placed(server))
+            self.assertEqual((), self.agent("compute1").doctor().findings)
+            self._delete_server(server)

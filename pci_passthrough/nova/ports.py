@@ -288,8 +288,7 @@ def _request(port_id: str, physnet: str, trusted: bool, instance: Any,
 
 
 def _reason(exc: exception.InvalidPortRequest) -> str:
-    # "Invalid request for port N: REASON." -> REASON
-    return str(exc).split(": ", 1)[-1].rstrip(".")
+    return str(exc.kwargs.get("reason", exc))
 
 
 def _mapping(vif: Mapping[str, Any], key: str, bad: Any
