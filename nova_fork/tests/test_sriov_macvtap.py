@@ -20,6 +20,7 @@ from unittest import mock
 
 import fixtures
 from lxml import etree
+from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 from nova.tests.functional.libvirt import (
@@ -248,6 +249,22 @@ class MacvtapPortsTest(_MacvtapPortsBase):
              for address in self.trees["compute1"].devices},
             agent.device_states())
         self.assertEqual((), agent.doctor().findings)
+
+    def test_a_restart_heals_units_a_crash_kept_from_placement(self):
+        # A crash between the plugin's claim and nova's write of the VFs'
+        # units to Placement leaves Placement short of the ledger: that
+        # state is made here by taking the units away again.
+        agent, server = self.boot_the_fixtures_two_ports_on_compute1()
+        compute = self.computes["compute1"]
+        compute.manager.reportclient.remove_resources_from_instance_allocation(
+            nova_context.get_admin_context(), server["id"],
+            {rp: {"resources": units} for rp, units in
+             agent.placement_resources(server["id"]).items()})
+        self.assertEqual({}, self.placement_units(server))
+
+        self.restart_compute_service("compute1")
+
+        self.assert_placement_is_the_ledger("compute1", server, 2)
 
     def test_shelve_offload_frees_and_unshelve_claims_anew(self):
         self.start_compute("compute1")

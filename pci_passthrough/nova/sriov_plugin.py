@@ -123,6 +123,27 @@ class SriovPlugin(MigrationCalls):
             LOG.info("SR-IOV provider %s of node %s is now %s", former,
                      nodename, name)
 
+    def heal_allocations(self, provider_tree: Any, nodename: str,
+                         allocations: dict[str, Any]) -> bool:
+        """At service start, with every consumer's allocations on this
+        host's tree as nova read them (before this call reads the
+        ledger): each instance's units on the plugin's providers made
+        the ledger's, in place, as ``pci-passthrough placement sync``
+        heals them (a claim whose Placement write a crash cut short);
+        consumers Placement does not have, and instances being live
+        migrated, are left alone.  True when any changed: nova then
+        writes ``allocations`` (POST /reshaper), as it heals its own PCI
+        allocations."""
+        agent = self._agent
+        if agent is None:
+            return False
+        update = agent.update_provider_tree(provider_tree, nodename,
+                                            allocations)
+        for consumer in update.healed:
+            LOG.warning("Instance %s: its SR-IOV units in Placement are "
+                        "made the ledger's", consumer)
+        return bool(update.healed or update.renamed)
+
     # -- an instance's macvtap ports ---------------------------------------
 
     def serves(self, vif: Any) -> bool:

@@ -163,3 +163,41 @@ def test_a_placed_port_without_an_allocation_is_a_mismatch():
             inst, [pci_request(str(uuid.uuid4()))], None)
     assert nova_ports.placement_arguments(inst, [pci_request()], None) \
         == {}
+
+
+def test_heal_allocations_makes_placement_the_ledgers(host):
+    # An instance whose units nova never wrote (a crash after the
+    # claim), one Placement does not have (deleted while the host was
+    # down: left alone), and one already right.
+    rp, rc = host.provider()
+    short, gone, right = instance(), instance(), instance()
+    for inst in (short, gone, right):
+        host.plugin.claim_instance(inst, [pci_request()], "cmp1")
+    root = str(uuid.uuid4())
+    allocations = {
+        short.uuid: {"allocations": {root: {"resources": {"VCPU": 1}}},
+                     "consumer_generation": 1},
+        right.uuid: {"allocations": {root: {"resources": {"VCPU": 1}},
+                                     rp: {"resources": {rc: 1}}},
+                     "consumer_generation": 1},
+    }
+    before_right = {k: dict(v) for k, v in
+                    allocations[right.uuid]["allocations"].items()}
+
+    assert host.plugin.heal_allocations(host.tree, "cmp1", allocations)
+
+    assert allocations[short.uuid]["allocations"] == {
+        root: {"resources": {"VCPU": 1}}, rp: {"resources": {rc: 1}}}
+    assert allocations[right.uuid]["allocations"] == before_right
+    assert gone.uuid not in allocations
+    # Healed, nothing more to do.
+    assert not host.plugin.heal_allocations(host.tree, "cmp1", allocations)
+
+
+def test_heal_allocations_before_init_host_does_nothing(tmp_path):
+    with AgentHost(tmp_path / "h") as sim:
+        plugin = SriovPlugin(sim.conf)
+        allocations = {"c": {"allocations": {}}}
+        assert not plugin.heal_allocations(NovaProviderTree("h"), "h",
+                                           allocations)
+        assert allocations == {"c": {"allocations": {}}}
