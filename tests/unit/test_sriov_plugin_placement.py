@@ -10,6 +10,8 @@ import types
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pci_passthrough import exception
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
@@ -201,3 +203,30 @@ def test_heal_allocations_before_init_host_does_nothing(tmp_path):
         assert not plugin.heal_allocations(NovaProviderTree("h"), "h",
                                            allocations)
         assert allocations == {"c": {"allocations": {}}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(
+    st.none(), st.integers(), st.binary(max_size=8), st.text(max_size=80),
+    st.lists(st.uuids().map(str), min_size=1, max_size=3).map(",".join),
+    st.lists(st.text(max_size=5), max_size=3)),
+    spec=st.sampled_from(["list", "dict", "empty", "str"]))
+def test_hostile_rp_uuids_are_uuids_none_or_refused(value, spec):
+    request = pci_request()
+    if spec == "list":
+        request.spec[0]["rp_uuids"] = value
+    elif spec == "dict":
+        request.spec = {"rp_uuids": value}
+    elif spec == "empty":
+        request.spec = []
+    else:
+        request.spec = str(value)
+    try:
+        found = nova_ports.placed_on(request)
+    except exception.InvalidPortRequest as exc:
+        assert request.requester_id in str(exc)
+        return
+    if found is not None:
+        port, uuids = found
+        assert port == request.requester_id and uuids
+        assert all(str(uuid.UUID(u)) == u for u in uuids)
