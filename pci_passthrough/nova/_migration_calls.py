@@ -7,6 +7,7 @@ from typing import Any
 
 from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
+from pci_passthrough.nova import placed_ports
 from pci_passthrough.nova import ports as nova_ports
 from pci_passthrough.nova._refusals import refused_as
 
@@ -56,7 +57,7 @@ class MigrationCalls:
             pci_requests = [
                 r for r in _pci_requests(instance)
                 if nova_ports.port_id_of_request(r) in ours]
-            placement = nova_ports.placement_arguments(
+            placement = placed_ports.placement_arguments(
                 instance, pci_requests, allocations)
             agent.prepare_incoming_migration(instance.uuid, requests,
                                              **placement)

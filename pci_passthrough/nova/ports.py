@@ -40,7 +40,6 @@ refused rather than given an untrusted VF.
 """
 
 import dataclasses
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -56,10 +55,6 @@ VNIC_TYPE_MACVTAP = "macvtap"
 #: ``<FLAVOR_EXTRA_SPEC>:<physnet>`` for those on one physical network.
 FLAVOR_EXTRA_SPEC = "pci_passthrough_port:flavor"
 # nova's strutils.bool_from_string, the strings it reads as true.
-#: Where nova writes the providers of a PCI request's request groups.
-RP_UUIDS_KEY = "rp_uuids"
-# More providers than any request group is fulfilled from.
-_MAX_PROVIDERS = 16
 _TRUE = frozenset({"1", "t", "true", "on", "y", "yes"})
 _FALSE = frozenset({"0", "f", "false", "off", "n", "no"})
 
@@ -99,7 +94,7 @@ def port_id_of(vif: Any) -> str:
     """
     if not isinstance(vif, Mapping):
         raise exception.InvalidPortRequest(
-            port="-", reason=f"a VIF is a dict, not {_shown(vif)}")
+            port="-", reason=f"a VIF is a dict, not {shown(vif)}")
     return canonical_port_id(vif.get("id"))
 
 
@@ -126,7 +121,7 @@ def port_requests(network_info: Any, instance: Any, policy: PortPolicy,
     if isinstance(network_info, (str, bytes, Mapping)) or \
             not isinstance(network_info, Sequence):
         raise exception.InvalidPortRequest(
-            port="-", reason=f"network_info {_shown(network_info)} is not "
+            port="-", reason=f"network_info {shown(network_info)} is not "
                              f"a list of VIFs")
     requests = []
     for vif in network_info:
@@ -139,7 +134,7 @@ def port_requests(network_info: Any, instance: Any, policy: PortPolicy,
             if type(slot) is not int:
                 raise exception.InvalidPortRequest(
                     port=request.port_id,
-                    reason=f"the slots give it {_shown(slot)}; expected "
+                    reason=f"the slots give it {shown(slot)}; expected "
                            f"the index it has on the source")
             request = dataclasses.replace(request, index=slot)
         requests.append(request)
@@ -156,7 +151,7 @@ def port_request(vif: Any, instance: Any, policy: PortPolicy,
     """
     if not isinstance(vif, Mapping):
         raise exception.InvalidPortRequest(
-            port="-", reason=f"a VIF is a dict, not {_shown(vif)}")
+            port="-", reason=f"a VIF is a dict, not {shown(vif)}")
     if not is_ours(vif):
         return None
     port_id = canonical_port_id(vif.get("id"))
@@ -191,79 +186,15 @@ def pci_port_request(pci_request: Any, instance: Any, policy: PortPolicy
     if isinstance(specs, (str, bytes, Mapping)) or \
             not isinstance(specs, Sequence) or len(specs) != 1 or \
             not isinstance(specs[0], Mapping):
-        raise bad(f"its PCI request's spec {_shown(specs)} is not one "
+        raise bad(f"its PCI request's spec {shown(specs)} is not one "
                   f"dict")
     spec = specs[0]
     physnet = spec.get("physical_network")
     if not _is_physnet(physnet):
         raise bad(f"its PCI request names no physical network "
-                  f"({_shown(physnet)})")
+                  f"({shown(physnet)})")
     return _request(port_id, physnet, _trusted(spec, bad), instance,
                     policy, bad)
-
-
-def placed_on(pci_request: Any) -> tuple[str, tuple[str, ...]] | None:
-    """The port's UUID and the providers Placement allocated its VF on,
-    from its PCI request; None when the scheduler did not place it.
-
-    Nova writes them where it writes them for its own PCI devices in
-    Placement (compute.utils.update_pci_request_with_placement_allocations):
-    ``spec[0]['rp_uuids']``, comma separated, from the request group
-    whose requester id is ``<request_id>-0``.
-
-    :raises InvalidPortRequest: naming the port: not UUIDs.
-    """
-    port_id = port_id_of_request(pci_request)
-    specs = getattr(pci_request, "spec", None)
-    if isinstance(specs, (str, bytes, Mapping)) or \
-            not isinstance(specs, Sequence) or not specs or \
-            not isinstance(specs[0], Mapping):
-        return None
-    value = specs[0].get(RP_UUIDS_KEY)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 37 * _MAX_PROVIDERS:
-        raise exception.InvalidPortRequest(
-            port=port_id, reason=f"its PCI request's {RP_UUIDS_KEY} "
-                                 f"{_shown(value)} is not a comma "
-                                 f"separated list of UUIDs")
-    try:
-        uuids = tuple(str(uuid.UUID(u.strip())) for u in value.split(","))
-    except ValueError:
-        raise exception.InvalidPortRequest(
-            port=port_id, reason=f"its PCI request's {RP_UUIDS_KEY} "
-                                 f"{_shown(value)} is not a comma "
-                                 f"separated list of UUIDs") from None
-    return port_id, uuids
-
-
-def placement_arguments(instance: Any, pci_requests: Sequence[Any],
-                        allocations: Mapping[str, Any] | None
-                        ) -> dict[str, Any]:
-    """HostAgent.claim()'s Placement arguments from the providers nova
-    wrote in the ports' PCI requests: none when no port was placed.
-
-    :raises AllocationMismatch: a port was placed but nova gave no
-        allocation.
-    :raises InvalidPortRequest: naming the port.
-    """
-    placed = {}
-    unplaced: list[str] = []
-    for request in pci_requests:
-        found = placed_on(request)
-        if found is None:
-            unplaced.append(port_id_of_request(request))
-        else:
-            placed[found[0]] = list(found[1])
-    if not placed:
-        return {}
-    if allocations is None:
-        raise exception.AllocationMismatch(
-            instance=instance.uuid,
-            reason=f"ports {', '.join(sorted(placed))} were placed by the "
-                   f"scheduler, but nova gave no allocation")
-    return {"allocation": allocations, "provider_mapping": placed,
-            "unplaced": unplaced}
 
 
 def _request(port_id: str, physnet: str, trusted: bool, instance: Any,
@@ -297,7 +228,7 @@ def _mapping(vif: Mapping[str, Any], key: str, bad: Any
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise bad(f"its {key} {_shown(value)} is not a dict")
+        raise bad(f"its {key} {shown(value)} is not a dict")
     return value
 
 
@@ -309,7 +240,7 @@ def _physnet(vif: Mapping[str, Any], bad: Any) -> str:
     if not _is_physnet(physnet):
         raise bad(f"its network has no physical network "
                   f"(network['meta']['physical_network'] is "
-                  f"{_shown(physnet)}); a macvtap port needs a flat or "
+                  f"{shown(physnet)}); a macvtap port needs a flat or "
                   f"VLAN network")
     return physnet
 
@@ -325,7 +256,7 @@ def _trusted(profile: Mapping[str, Any], bad: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise bad(f"its binding profile's trusted {_shown(value)} is not a "
+    raise bad(f"its binding profile's trusted {shown(value)} is not a "
               f"boolean")
 
 
@@ -338,7 +269,7 @@ def _vlan(details: Mapping[str, Any], bad: Any) -> int | None:
         # nova plugs a VF with VLAN 0 when none is given: untagged.
         return None
     if type(value) is not int or not 1 <= value <= 4094:
-        raise bad(f"its VLAN {_shown(value)} is not from 1 to 4094")
+        raise bad(f"its VLAN {shown(value)} is not from 1 to 4094")
     return value
 
 
@@ -360,7 +291,7 @@ def _named_flavor(instance: Any, physnet: str, policy: PortPolicy,
 def _known(name: Any, source: str, policy: PortPolicy, bad: Any) -> str:
     if not isinstance(name, str) or name not in policy.flavors.flavors:
         known = ", ".join(sorted(policy.flavors.flavors)) or "none"
-        raise bad(f"{source} names {_shown(name)}, not a configured PCI "
+        raise bad(f"{source} names {shown(name)}, not a configured PCI "
                   f"flavor (known: {known})")
     return name
 
@@ -372,11 +303,12 @@ def _extra_specs(instance: Any, bad: Any) -> Mapping[str, Any]:
     if specs is None:
         return {}
     if not isinstance(specs, Mapping):
-        raise bad(f"the instance's flavor.extra_specs {_shown(specs)} is "
+        raise bad(f"the instance's flavor.extra_specs {shown(specs)} is "
                   f"not a dict")
     return specs
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
+    """``value`` as an error message shows it: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

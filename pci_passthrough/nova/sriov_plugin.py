@@ -38,8 +38,8 @@ from oslo_log import log as logging
 from pci_passthrough import exception
 from pci_passthrough.agent import HostAgent
 from pci_passthrough.config import opts
+from pci_passthrough.nova import placed_ports, request_groups
 from pci_passthrough.nova import ports as nova_ports
-from pci_passthrough.nova import request_groups
 from pci_passthrough.nova._migration_calls import MigrationCalls
 from pci_passthrough.nova._refusals import refused_as
 from pci_passthrough.placement import requests as placement_requests
@@ -164,8 +164,8 @@ class SriovPlugin(MigrationCalls):
             extra spec names is malformed.
         :raises ConfigError: the library's options are not valid here.
         """
-        policy = self._policy or nova_ports.PortPolicy.from_conf(self._conf)
-        group = request_groups.port_group(pci_request, flavor, policy)
+        group = request_groups.port_group(pci_request, flavor,
+                                          self._port_policy())
         if group is None:
             return None
         return {"resources": group.resources,
@@ -176,8 +176,12 @@ class SriovPlugin(MigrationCalls):
         """The custom traits the ports' request groups may name, which
         Placement must know before a query names them (forbidden ones
         included): nova's report client ensures them."""
-        policy = self._policy or nova_ports.PortPolicy.from_conf(self._conf)
-        return placement_requests.flavor_traits(policy.flavors)
+        return placement_requests.flavor_traits(self._port_policy().flavors)
+
+    def _port_policy(self) -> nova_ports.PortPolicy:
+        """The started host's policy; unstarted (nova-api,
+        nova-conductor), read from the configuration on each call."""
+        return self._policy or nova_ports.PortPolicy.from_conf(self._conf)
 
     def claim_instance(self, instance: Any, pci_requests: Sequence[Any],
                        nodename: str,
@@ -205,7 +209,7 @@ class SriovPlugin(MigrationCalls):
                          f"SR-IOV ports on node {nodename}"):
             requests = [nova_ports.pci_port_request(r, instance, policy)
                         for r in pci_requests]
-            placement = nova_ports.placement_arguments(
+            placement = placed_ports.placement_arguments(
                 instance, pci_requests, allocations)
             claims = agent.claim(instance.uuid, requests, **placement)
         by_port = {c.port_id: c.address for c in claims}
@@ -218,20 +222,12 @@ class SriovPlugin(MigrationCalls):
         ``allocations`` (the instance's, as nova read it): the units of
         the ports the scheduler did not place, in nova's allocation
         request form, for nova to add."""
-        have = allocations if isinstance(allocations, Mapping) else {}
         missing = {}
         for uuid, entry in self.placement_resources(instance).items():
-            held = have.get(uuid)
-            held_units = held.get("resources") if isinstance(
-                held, Mapping) else None
-            if not isinstance(held_units, Mapping):
-                held_units = {}
-            units = {}
-            for rc, amount in entry["resources"].items():
-                got = held_units.get(rc, 0)
-                got = got if type(got) is int and got > 0 else 0
-                if amount > got:
-                    units[rc] = amount - got
+            held = _units(allocations, uuid)
+            units = {rc: n - held.get(rc, 0)
+                     for rc, n in entry["resources"].items()
+                     if n > held.get(rc, 0)}
             if units:
                 missing[uuid] = {"resources": units}
         return missing
@@ -345,3 +341,15 @@ class SriovPlugin(MigrationCalls):
         if agent is not None:
             agent.refresh()
 
+
+def _units(allocations: Any, uuid: str) -> dict[str, int]:
+    """The units nova's allocation ({provider UUID: {"resources":
+    ...}}) holds on one provider; what is not a count is none."""
+    entry = allocations.get(uuid) if isinstance(allocations, Mapping) \
+        else None
+    resources = entry.get("resources") if isinstance(entry, Mapping) \
+        else None
+    if not isinstance(resources, Mapping):
+        return {}
+    return {rc: n for rc, n in resources.items()
+            if type(n) is int and n > 0}

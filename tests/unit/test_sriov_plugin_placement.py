@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pci_passthrough import exception
 from pci_passthrough.fixtures.agent_host import AgentHost, new_uuid
 from pci_passthrough.fixtures.nova_provider_tree import NovaProviderTree
-from pci_passthrough.nova import ports as nova_ports
+from pci_passthrough.nova import placed_ports
 from pci_passthrough.nova.sriov_plugin import SriovPlugin
 
 X710 = "0000:3b:00.0"
@@ -143,9 +143,9 @@ def test_an_incoming_migration_takes_the_destinations_provider(tmp_path):
 def test_placed_on_reads_novas_rp_uuids():
     rp = str(uuid.uuid4())
     request = pci_request(f" {rp.upper()} ")
-    assert nova_ports.placed_on(request) == (request.requester_id, (rp,))
-    assert nova_ports.placed_on(pci_request()) is None
-    assert nova_ports.placed_on(pci_request("")) is None
+    assert placed_ports.placed_on(request) == (request.requester_id, (rp,))
+    assert placed_ports.placed_on(pci_request()) is None
+    assert placed_ports.placed_on(pci_request("")) is None
 
 
 @pytest.mark.parametrize("value", ["eth0", 7, ["x"], "a," * 400, ","])
@@ -153,7 +153,7 @@ def test_placed_on_refuses_what_is_not_uuids(value):
     request = pci_request(value)
     with pytest.raises(exception.InvalidPortRequest,
                        match=f"{request.requester_id}.*rp_uuids"):
-        nova_ports.placed_on(request)
+        placed_ports.placed_on(request)
 
 
 def test_a_placed_port_without_an_allocation_is_a_mismatch():
@@ -161,9 +161,9 @@ def test_a_placed_port_without_an_allocation_is_a_mismatch():
     with pytest.raises(exception.AllocationMismatch,
                        match="placed by the scheduler, but nova gave no "
                              "allocation"):
-        nova_ports.placement_arguments(
+        placed_ports.placement_arguments(
             inst, [pci_request(str(uuid.uuid4()))], None)
-    assert nova_ports.placement_arguments(inst, [pci_request()], None) \
+    assert placed_ports.placement_arguments(inst, [pci_request()], None) \
         == {}
 
 
@@ -222,7 +222,7 @@ def test_hostile_rp_uuids_are_uuids_none_or_refused(value, spec):
     else:
         request.spec = str(value)
     try:
-        found = nova_ports.placed_on(request)
+        found = placed_ports.placed_on(request)
     except exception.InvalidPortRequest as exc:
         assert request.requester_id in str(exc)
         return
